@@ -1,0 +1,448 @@
+"""Assemble stage: Debian packages in which the loader picks the fastest variant.
+
+Two layouts:
+
+``fat``
+    Every binary package that holds shared libraries also holds, for each kept level, a
+    copy of each library that differs from the baseline under
+    ``<libdir>/glibc-hwcaps/<level>/``, with its soname symlink. One package, every CPU.
+``split``
+    The stock packages stay byte for byte; each kept level becomes an add-on package
+    (``libfoo1-x86-64-v3``) holding only its ``glibc-hwcaps/<level>/`` files.
+
+The small pure functions below compute names, versions and control fields; the packaging
+itself is done by ``dpkg-deb``.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from debian.deb822 import Deb822, PkgRelation
+from debian.debian_support import Version
+
+from .build import VariantBuild, elf_files, extract
+from .elf import read_elf
+from .errors import AssembleError
+from .isa import BASELINE, MIN_GLIBC
+from .util import run, sha256_file
+
+HWCAPS = "glibc-hwcaps"
+RELATION_FIELDS = (
+    "Pre-Depends", "Depends", "Recommends", "Suggests", "Enhances",
+    "Breaks", "Conflicts", "Replaces", "Provides",
+)
+
+
+@dataclass
+class AssembledPackage:
+    package: str
+    version: str
+    architecture: str
+    file: Path
+    size: int = 0
+    installed_size: int = 0
+    sha256: str = ""
+    hwcaps_files: list[str] = field(default_factory=list)  # paths inside the package
+    stock: bool = False  # byte-identical to the stock build
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "package": self.package,
+            "version": self.version,
+            "architecture": self.architecture,
+            "file": self.file.name,
+            "size": self.size,
+            "installed_size_kib": self.installed_size,
+            "sha256": self.sha256,
+            "stock": self.stock,
+            "hwcaps_files": self.hwcaps_files,
+        }
+
+
+# --- pure helpers -----------------------------------------------------------------------
+
+
+def deb_filename(package: str, version: str, architecture: str, ext: str = "deb") -> str:
+    """Debian's file name for a binary package: the epoch is not part of it."""
+    return f"{package}_{version.split(':', 1)[-1]}_{architecture}.{ext}"
+
+
+def rewrite_relations(value: str, siblings: set[str], old: str, new: str) -> str:
+    """Move exact-version relations between packages of one source to the new version.
+
+    ``libfoo-dev: Depends: libfoo1 (= 1.0-1)`` must follow libfoo1 to ``1.0-1+hwcaps1``,
+    or the -dev package would be uninstallable next to the rebuilt library.
+    """
+    relations = PkgRelation.parse_relations(value)
+    for alternatives in relations:
+        for rel in alternatives:
+            if rel["name"] in siblings and rel.get("version") == ("=", old):
+                rel["version"] = ("=", new)
+    return str(PkgRelation.str(relations))
+
+
+def require_glibc(depends: str | None) -> str:
+    """Add ``libc6 (>= 2.33)`` (first loader with glibc-hwcaps) unless already implied."""
+    relations = PkgRelation.parse_relations(depends) if depends and depends.strip() else []
+    for alternatives in relations:
+        if len(alternatives) == 1 and alternatives[0]["name"] == "libc6":
+            version = alternatives[0].get("version")
+            if version and version[0] in (">=", ">>", "=") and Version(version[1]) >= Version(
+                MIN_GLIBC
+            ):
+                return str(PkgRelation.str(relations))
+            alternatives[0]["version"] = (">=", MIN_GLIBC)
+            return str(PkgRelation.str(relations))
+    relations.append(
+        [{"name": "libc6", "archqual": None, "version": (">=", MIN_GLIBC), "arch": None,
+          "restrictions": None}]
+    )
+    return str(PkgRelation.str(relations))
+
+
+def installed_size_kib(root: Path) -> int:
+    """Installed-Size as dpkg-gencontrol computes it: KiB per file rounded up, 1 per other."""
+    total = 0
+    for path in root.rglob("*"):
+        if path.relative_to(root).parts[0] == "DEBIAN":
+            continue
+        if path.is_file() and not path.is_symlink():
+            total += (path.stat().st_size + 1023) // 1024
+        else:
+            total += 1
+    return total
+
+
+def hwcaps_path(library: str, level: str) -> str:
+    """Where a level's copy of ``usr/lib/x86_64-linux-gnu/libfoo.so.1`` goes."""
+    directory, _, name = library.rpartition("/")
+    return f"{directory}/{HWCAPS}/{level}/{name}"
+
+
+# --- edges: files and dpkg-deb ---------------------------------------------------------
+
+
+def _control(tree: Path) -> Deb822:
+    with open(tree / "DEBIAN" / "control", encoding="utf-8") as f:
+        return Deb822(f)
+
+
+_FIELD_ORDER = (
+    "Package", "Source", "Version", "Architecture", "Maintainer", "Installed-Size",
+    *RELATION_FIELDS, "Section", "Priority", "Multi-Arch",
+)
+
+
+def _write_control(tree: Path, control: Deb822) -> None:
+    """Write control fields in dpkg-gencontrol's order, Description last."""
+    ordered = Deb822()
+    for name in [*_FIELD_ORDER, *control.keys(), "Description"]:
+        if name in control and (name not in ordered or name == "Description"):
+            ordered.pop(name, None)
+            ordered[name] = control[name]
+    (tree / "DEBIAN" / "control").write_text(ordered.dump(), encoding="utf-8")
+
+
+def _write_md5sums(tree: Path) -> None:
+    lines = []
+    for path in sorted(tree.rglob("*")):
+        rel = path.relative_to(tree)
+        if rel.parts[0] == "DEBIAN" or path.is_symlink() or not path.is_file():
+            continue
+        lines.append(f"{hashlib.md5(path.read_bytes()).hexdigest()}  {rel.as_posix()}\n")
+    (tree / "DEBIAN" / "md5sums").write_text("".join(lines), encoding="utf-8")
+
+
+def _libraries(tree: Path) -> dict[str, str]:
+    """Shared libraries (path inside the package -> soname) outside glibc-hwcaps."""
+    found = {}
+    for path in elf_files(tree):
+        rel = path.relative_to(tree).as_posix()
+        if rel.startswith("DEBIAN/") or f"/{HWCAPS}/" in rel:
+            continue
+        info = read_elf(path)
+        if info.is_shared_library and info.soname:
+            found[rel] = info.soname
+    return found
+
+
+def check_no_isa_marker_outside_hwcaps(tree: Path, package: str) -> None:
+    """A file with an ISA-needed marker above baseline outside glibc-hwcaps/ would make the
+    loader stop with "CPU ISA level is lower than required" on older CPUs."""
+    for path in elf_files(tree):
+        rel = path.relative_to(tree).as_posix()
+        if f"/{HWCAPS}/" in rel or rel.startswith("DEBIAN/"):
+            continue
+        needed = read_elf(path).isa_needed
+        if needed != BASELINE:
+            raise AssembleError(
+                f"{package}: /{rel} requires {needed} (x86 ISA needed marker) but lies "
+                "outside glibc-hwcaps/; the loader would refuse it on older CPUs"
+            )
+
+
+def source_date_epoch(base: VariantBuild) -> int:
+    """The stock build's SOURCE_DATE_EPOCH: its changelog date, as dpkg-buildpackage used."""
+    changelog = base.directory / "src" / "debian" / "changelog"
+    out = run(["dpkg-parsechangelog", "-l", changelog, "-STimestamp"]).stdout
+    return int(out.strip())
+
+
+def _build_deb(tree: Path, dest_dir: Path, ext: str, epoch: int) -> AssembledPackage:
+    """dpkg-deb --build, with every mtime clamped to the source's date (reproducible)."""
+    control = _control(tree)
+    name = deb_filename(control["Package"], control["Version"], control["Architecture"], ext)
+    dest = dest_dir / name
+    for path in [tree, *tree.rglob("*")]:
+        if path.lstat().st_mtime > epoch:
+            os.utime(path, (epoch, epoch), follow_symlinks=False)
+    env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch))
+    run(["dpkg-deb", "--root-owner-group", "--build", tree, dest], env=env)
+    return AssembledPackage(
+        package=control["Package"],
+        version=control["Version"],
+        architecture=control["Architecture"],
+        file=dest,
+        size=dest.stat().st_size,
+        installed_size=int(control.get("Installed-Size", "0")),
+        sha256=sha256_file(dest),
+    )
+
+
+def _stock(deb: Path, dest_dir: Path) -> AssembledPackage:
+    """Copy a stock package unchanged."""
+    dest = dest_dir / deb.name
+    shutil.copyfile(deb, dest)
+    fields = Deb822(run(["dpkg-deb", "-f", deb]).stdout)
+    return AssembledPackage(
+        package=fields["Package"],
+        version=fields["Version"],
+        architecture=fields["Architecture"],
+        file=dest,
+        size=dest.stat().st_size,
+        installed_size=int(fields.get("Installed-Size", "0")),
+        sha256=sha256_file(dest),
+        stock=True,
+    )
+
+
+@dataclass(frozen=True)
+class LevelCopy:
+    """One variant library to ship: where it comes from and where it goes in the package."""
+
+    level: str
+    source: Path
+    target: str  # path inside the package, under glibc-hwcaps/<level>/
+    soname: str
+
+
+def select_copies(
+    package: str,
+    libraries: Mapping[str, str],
+    base_tree: Path,
+    level_trees: Mapping[str, Path],
+) -> list[LevelCopy]:
+    """Variant libraries that differ from everything the loader would otherwise find.
+
+    The loader on a v4 CPU searches v4, then v3, v2, then the normal directory, so a copy
+    identical to the one a lower level (or the baseline) already ships is left out.
+    """
+    copies = []
+    for rel, soname in sorted(libraries.items()):
+        previous = base_tree / rel
+        for level, tree in level_trees.items():
+            candidate = tree / rel
+            if not candidate.is_file():
+                raise AssembleError(
+                    f"{package}: /{rel} is in the baseline build but not in the {level} "
+                    "build; the builds are not comparable"
+                )
+            if filecmp.cmp(candidate, previous, shallow=False):
+                continue
+            copies.append(LevelCopy(level, candidate, hwcaps_path(rel, level), soname))
+            previous = candidate
+    return copies
+
+
+def _place(tree: Path, copy: LevelCopy) -> list[str]:
+    """Put a copy and its soname symlink into a package tree; returns the paths added."""
+    target = tree / copy.target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(copy.source, target)
+    added = [copy.target]
+    if copy.soname != target.name:
+        link = target.parent / copy.soname
+        link.unlink(missing_ok=True)
+        link.symlink_to(target.name)
+        added.append(str(Path(copy.target).parent / copy.soname))
+    return added
+
+
+def _unpack_levels(
+    name: str, variants: Mapping[str, VariantBuild], kept: Iterable[str], work: Path
+) -> dict[str, Path]:
+    trees = {}
+    for level in kept:
+        deb = variants[level].debs.get(name)
+        if deb is None:
+            raise AssembleError(f"the {level} build produced no package {name}")
+        trees[level] = extract(deb, work / "levels" / level / name)
+    return trees
+
+
+def assemble(
+    variants: Mapping[str, VariantBuild],
+    kept: list[str],
+    layout: str,
+    suffix: str,
+    source_name: str,
+    work: Path,
+    dest: Path,
+) -> list[AssembledPackage]:
+    """Write the packages into ``dest`` (a staging directory the caller publishes)."""
+    base = variants[BASELINE]
+    dest.mkdir(parents=True, exist_ok=True)
+    if not kept:
+        return [_stock(deb, dest) for deb in base.debs.values()]
+    if layout == "split":
+        return _assemble_split(variants, kept, suffix, source_name, work, dest)
+    return _assemble_fat(variants, kept, suffix, source_name, work, dest)
+
+
+def _assemble_fat(
+    variants: Mapping[str, VariantBuild],
+    kept: list[str],
+    suffix: str,
+    source_name: str,
+    work: Path,
+    dest: Path,
+) -> list[AssembledPackage]:
+    base = variants[BASELINE]
+    epoch = source_date_epoch(base)
+    siblings = set(base.debs)
+    results = []
+    for name, deb in base.debs.items():
+        tree = work / "fat" / name
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        run(["dpkg-deb", "-R", deb, tree])
+        control = _control(tree)
+        old = control["Version"]
+        added: list[str] = []
+        libraries = _libraries(tree) if control["Architecture"] != "all" else {}
+        if libraries:
+            level_trees = _unpack_levels(name, variants, kept, work)
+            for copy in select_copies(name, libraries, tree, level_trees):
+                added += _place(tree, copy)
+        check_no_isa_marker_outside_hwcaps(tree, name)
+        new = old + suffix
+        control["Version"] = new
+        for field_name in RELATION_FIELDS:
+            if field_name in control:
+                control[field_name] = rewrite_relations(control[field_name], siblings, old, new)
+        source = control.get("Source", source_name).split()[0]
+        control["Source"] = f"{source} ({old})"
+        if added:
+            control["Depends"] = require_glibc(control.get("Depends"))
+            control["Installed-Size"] = str(installed_size_kib(tree))
+            _write_md5sums(tree)
+        _write_control(tree, control)
+        package = _build_deb(tree, dest, deb.suffix.lstrip("."), epoch)
+        package.hwcaps_files = added
+        results.append(package)
+    return results
+
+
+def _assemble_split(
+    variants: Mapping[str, VariantBuild],
+    kept: list[str],
+    suffix: str,
+    source_name: str,
+    work: Path,
+    dest: Path,
+) -> list[AssembledPackage]:
+    base = variants[BASELINE]
+    epoch = source_date_epoch(base)
+    results = [_stock(deb, dest) for deb in base.debs.values()]
+    for name, deb in base.debs.items():
+        if deb.suffix != ".deb":
+            continue
+        tree = work / "split-base" / name
+        extract(deb, tree)
+        libraries = _libraries(tree)
+        if not libraries:
+            continue
+        fields = Deb822(run(["dpkg-deb", "-f", deb]).stdout)
+        level_trees = _unpack_levels(name, variants, kept, work)
+        copies = select_copies(name, libraries, tree, level_trees)
+        for level in kept:
+            mine = [c for c in copies if c.level == level]
+            if mine:
+                results.append(
+                    _addon(fields, level, mine, suffix, source_name, work, dest, epoch)
+                )
+    return results
+
+
+def addon_control(base: Mapping[str, str], level: str, suffix: str, source_name: str) -> Deb822:
+    """Control fields of the add-on package that carries one level for ``base``."""
+    version = base["Version"]
+    synopsis, _, _ = base.get("Description", base["Package"]).partition("\n")
+    control = Deb822()
+    control["Package"] = f"{base['Package']}-{level}"
+    control["Source"] = f"{base.get('Source', source_name).split()[0]} ({version})"
+    control["Version"] = version + suffix
+    control["Architecture"] = base["Architecture"]
+    control["Maintainer"] = base["Maintainer"]
+    if "Multi-Arch" in base:
+        control["Multi-Arch"] = "same"
+    control["Section"] = base.get("Section", "libs")
+    control["Priority"] = base.get("Priority", "optional")
+    control["Depends"] = require_glibc(f"{base['Package']} (= {version})")
+    control["Enhances"] = base["Package"]
+    control["Description"] = (
+        f"{synopsis} ({level} libraries)\n"
+        f" This package adds builds of the shared libraries in {base['Package']} made for\n"
+        f" {level} CPUs. They live in glibc-hwcaps/{level}/, where the dynamic loader\n"
+        " picks them automatically on CPUs that support that level; other CPUs keep\n"
+        " using the baseline libraries."
+    )
+    return control
+
+
+def _addon(
+    base: Mapping[str, str],
+    level: str,
+    copies: list[LevelCopy],
+    suffix: str,
+    source_name: str,
+    work: Path,
+    dest: Path,
+    epoch: int,
+) -> AssembledPackage:
+    control = addon_control(base, level, suffix, source_name)
+    tree = work / "split" / control["Package"]
+    (tree / "DEBIAN").mkdir(parents=True)
+    added = []
+    for copy in copies:
+        added += _place(tree, copy)
+    doc = tree / "usr/share/doc"
+    doc.mkdir(parents=True)
+    # Policy 12.5: a package may point its doc directory at one it depends on.
+    (doc / control["Package"]).symlink_to(base["Package"])
+    (tree / "DEBIAN" / "triggers").write_text("activate-noawait ldconfig\n")
+    control["Installed-Size"] = str(installed_size_kib(tree))
+    _write_md5sums(tree)
+    _write_control(tree, control)
+    for path in tree.rglob("*"):  # modes must not depend on the caller's umask
+        if not path.is_symlink():
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    package = _build_deb(tree, dest, "deb", epoch)
+    package.hwcaps_files = added
+    return package

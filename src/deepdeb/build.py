@@ -1,0 +1,253 @@
+"""Build stage: one dpkg-buildpackage run per ISA level, each in its own directory.
+
+The package's own build system does the work; deepdeb only appends ``-march=<level>``
+(and the recipe's profile flags) through dpkg-buildflags' ``DEB_*FLAGS_APPEND`` variables,
+which every debhelper-based package honours. Whether a package really honoured them is then
+checked in the binaries (see :func:`check_flags_applied`), never assumed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .elf import is_elf, read_elf
+from .errors import BuildError, DeepdebError, FlagsNotAppliedError, MissingBuildDepsError
+from .fetch import SourcePackage, unpack
+from .isa import BASELINE, compiler_flags
+from .recipe import Isa
+from .util import run
+
+FLAG_VARIABLES = ("CFLAGS", "CXXFLAGS", "FFLAGS", "FCFLAGS", "OBJCFLAGS", "OBJCXXFLAGS")
+
+# Lines that dh (and make, for override targets) print when a step starts.
+_STEP = re.compile(r"^\s+(dh_[a-z_]+|debian/rules [a-z_-]+)", re.M)
+
+Progress = Callable[[str, str], None]  # (level, what it is doing now)
+
+
+@dataclass
+class VariantBuild:
+    """The outcome of building one level."""
+
+    level: str
+    directory: Path
+    log: Path
+    flags: str
+    tests_passed: bool
+    seconds: float
+    tests_tail: str = ""
+    debs: dict[str, Path] = field(default_factory=dict)  # binary package -> .deb or .ddeb
+
+    @property
+    def usable(self) -> bool:
+        return self.tests_passed
+
+
+def check_build_deps(tree: Path, label: str) -> None:
+    """Fail early, naming what is missing, instead of four builds failing alike."""
+    proc = run(["dpkg-checkbuilddeps"], cwd=tree, check=False)
+    if proc.returncode == 0:
+        return
+    unmet = re.search(r"Unmet build dependencies: (.*)", proc.stderr)
+    conflicts = re.search(r"Build conflicts: (.*)", proc.stderr)
+    if unmet:
+        raise MissingBuildDepsError(label, unmet.group(1).strip())
+    if conflicts:
+        raise MissingBuildDepsError(label, "conflicting packages installed: " + conflicts.group(1))
+    raise BuildError(BASELINE, tree / "debian" / "control", proc.stderr.strip(), "cannot start")
+
+
+def build_environment(level: str, isa: Isa, jobs: int, base: dict[str, str]) -> dict[str, str]:
+    """Environment for dpkg-buildpackage at one level (the baseline gets no extra flags)."""
+    env = dict(base)
+    env["LC_ALL"] = "C.UTF-8"
+    options = [o for o in env.get("DEB_BUILD_OPTIONS", "").split() if not o.startswith("parallel=")]
+    env["DEB_BUILD_OPTIONS"] = " ".join([*options, f"parallel={jobs}"])
+    flags = compiler_flags(level, isa.tune, isa.profile)
+    for var in FLAG_VARIABLES:
+        env.pop(f"DEB_{var}_APPEND", None)
+        if flags:
+            env[f"DEB_{var}_APPEND"] = flags
+    return env
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def failed_in_tests(log_text: str) -> bool:
+    """Did the build fail in the package's test step rather than while compiling?
+
+    dh announces each step before running it, so the last announced step is the one that
+    failed; an ``override_dh_auto_test`` target counts as the test step too.
+    """
+    steps = _STEP.findall(log_text)
+    return bool(steps) and "dh_auto_test" in steps[-1]
+
+
+class _Canceller:
+    """Lets one failing build stop the others (their process groups are killed)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+
+class _Cancelled(Exception):
+    """A build stopped because another one failed first."""
+
+
+def _build_one(
+    package: SourcePackage,
+    level: str,
+    root: Path,
+    isa: Isa,
+    jobs: int,
+    arch_only: bool,
+    progress: Progress,
+    cancel: _Canceller,
+) -> VariantBuild:
+    directory = root / level
+    directory.mkdir(parents=True)
+    progress(level, "unpacking source")
+    tree = unpack(package, directory / "src")
+    log = directory / "build.log"
+    env = build_environment(level, isa, jobs, dict(os.environ))
+    cmd = ["dpkg-buildpackage", "-B" if arch_only else "-b", "--no-sign", "--no-pre-clean"]
+    start = time.monotonic()
+    with open(log, "w", encoding="utf-8") as out:
+        out.write(f"# deepdeb: {' '.join(cmd)}\n# flags appended: {env.get('DEB_CFLAGS_APPEND', '(none)')}\n")
+        out.flush()
+        proc = subprocess.Popen(
+            cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        seen = 0
+        while proc.poll() is None:
+            if cancel.event.is_set():
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
+                raise _Cancelled(level)
+            time.sleep(0.3)
+            text = log.read_text(errors="replace")
+            steps = _STEP.findall(text, seen)
+            if steps:
+                progress(level, steps[-1].strip())
+            seen = max(seen, len(text) - 200)
+    seconds = time.monotonic() - start
+    text = log.read_text(errors="replace")
+    if proc.returncode != 0:
+        if failed_in_tests(text) and level != BASELINE:
+            progress(level, "tests failed")
+            return VariantBuild(level, directory, log, env.get("DEB_CFLAGS_APPEND", ""),
+                                tests_passed=False, seconds=seconds, tests_tail=tail(log))
+        cancel.event.set()
+        what = "fails its own test suite" if failed_in_tests(text) else "failed to build"
+        raise BuildError(level, log, tail(log), what)
+    result = VariantBuild(level, directory, log, env.get("DEB_CFLAGS_APPEND", ""),
+                          tests_passed=True, seconds=seconds)
+    for deb in sorted([*directory.glob("*.deb"), *directory.glob("*.ddeb")]):
+        result.debs[deb.name.split("_", 1)[0]] = deb
+    progress(level, "done")
+    return result
+
+
+def build_all(
+    package: SourcePackage,
+    isa: Isa,
+    root: Path,
+    progress: Progress,
+    cpus: int | None = None,
+) -> dict[str, VariantBuild]:
+    """Build the baseline and every requested level, in parallel on all cores.
+
+    Builds share the cores: with as many builds as cores each build runs one job, which
+    keeps every core busy through the serial parts (configure, dh_* steps) of each build.
+    """
+    levels = [BASELINE, *isa.levels]
+    cpus = cpus or os.cpu_count() or 1
+    workers = min(cpus, len(levels))
+    jobs = max(1, cpus // workers)
+    cancel = _Canceller()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            level: pool.submit(
+                _build_one, package, level, root, isa, jobs, level != BASELINE, progress, cancel
+            )
+            for level in levels
+        }
+        results: dict[str, VariantBuild] = {}
+        errors: list[BaseException] = []
+        try:
+            for level, future in futures.items():
+                try:
+                    results[level] = future.result()
+                except _Cancelled:
+                    pass
+                except DeepdebError as e:
+                    cancel.event.set()
+                    errors.append(e)
+        except BaseException:
+            # Interrupted (Ctrl-C) or a bug: stop every running build before leaving.
+            cancel.event.set()
+            raise
+    if errors:
+        raise errors[0]
+    return results
+
+
+def extract(deb: Path, dest: Path) -> Path:
+    """Unpack a .deb's data (not its control files) under ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    run(["dpkg-deb", "-x", deb, dest])
+    return dest
+
+
+def elf_files(root: Path) -> Iterator[Path]:
+    """ELF files under an unpacked package, leaving out detached debug symbols."""
+    for path in sorted(root.rglob("*")):
+        if "usr/lib/debug" in path.relative_to(root).as_posix():
+            continue
+        if is_elf(path):
+            yield path
+
+
+def check_flags_applied(variant: VariantBuild, scratch: Path) -> None:
+    """Prove from the binaries that ``-march=<level>`` reached the compiler.
+
+    Every rebuilt level is compiled with ``-mneeded``, so each shared library built from
+    C, C++ or Fortran carries an "x86 ISA needed" property naming the level. A library
+    without it was compiled without the flags: the package's build system ignores
+    dpkg-buildflags, and a "variant" would silently be the baseline again.
+    """
+    if variant.level == BASELINE or not variant.usable:
+        return
+    missing = []
+    libraries = 0
+    for name, deb in variant.debs.items():
+        root = extract(deb, scratch / name)
+        for path in elf_files(root):
+            info = read_elf(path)
+            if not info.is_shared_library:
+                continue
+            libraries += 1
+            if info.isa_needed != variant.level:
+                rel = path.relative_to(root)
+                missing.append(f"{name}: /{rel} (ISA needed: {info.isa_needed})")
+    if missing:
+        raise FlagsNotAppliedError(
+            f"level {variant.level}: the flags '{variant.flags}' did not reach the compiler "
+            f"for {len(missing)} of {libraries} shared libraries (no {variant.level} ISA "
+            "marker):\n  " + "\n  ".join(missing) + "\nThe build system probably ignores "
+            f"dpkg-buildflags (CFLAGS/CXXFLAGS). Log: {variant.log}"
+        )

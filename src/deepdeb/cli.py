@@ -1,0 +1,97 @@
+"""The ``deepdeb`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .errors import DeepdebError
+from .isa import LEVELS, host_cpu, level_features
+from .pipeline import LAYOUTS, run_build
+from .recipe import load_recipe, with_levels
+from .report import print_report
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepdeb",
+        description="Rebuild Debian packages per x86-64 ISA level and ship the variants "
+        "that are measurably faster, picked at run time by the loader (glibc-hwcaps).",
+    )
+    parser.add_argument("--version", action="version", version=f"deepdeb {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cpu = sub.add_parser("cpu", help="show this CPU's ISA level and features")
+    cpu.add_argument("--json", action="store_true", help="machine-readable output")
+
+    build = sub.add_parser("build", help="build, measure, assemble and verify a recipe")
+    build.add_argument("recipe", type=Path)
+    build.add_argument("--out", type=Path, required=True, help="directory for the results")
+    build.add_argument("--layout", choices=LAYOUTS, default="fat")
+    build.add_argument(
+        "--levels", help="comma-separated levels to try, overriding the recipe's [isa] levels"
+    )
+    build.add_argument("--keep-work", action="store_true", help="keep the build directories")
+    build.add_argument("--no-lintian", action="store_true", help="skip the lintian check")
+    return parser
+
+
+def _cmd_cpu(args: argparse.Namespace, out: Console) -> int:
+    host = host_cpu()
+    if args.json:
+        out.print_json(json.dumps(asdict(host)))
+        return 0
+    out.print(f"microarchitecture: {host.microarchitecture} ({host.vendor})")
+    out.print(f"x86-64 level:      [bold]{host.level}[/bold]")
+    table = Table(title="levels")
+    table.add_column("level")
+    table.add_column("loader uses it here")
+    table.add_column("features it adds (missing here in red)")
+    features = set(host.features)
+    for level in LEVELS:
+        adds = level_features(level)
+        shown = " ".join(f if f in features else f"[red]{f}[/red]" for f in adds)
+        table.add_row(level, "yes" if host.supports(level) else "no", shown)
+    out.print(table)
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
+    recipe = load_recipe(args.recipe)
+    if args.levels:
+        recipe = with_levels(recipe, [s.strip() for s in args.levels.split(",") if s.strip()])
+    report = run_build(
+        recipe, args.out, args.layout, console=err, keep_work=args.keep_work,
+        lintian=not args.no_lintian,
+    )
+    print_report(report, out)
+    out.print(f"report: {args.out / 'report.json'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out = Console()
+    err = Console(stderr=True)
+    try:
+        if args.command == "cpu":
+            return _cmd_cpu(args, out)
+        return _cmd_build(args, out, err)
+    except DeepdebError as e:
+        err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        err.print("[bold red]interrupted[/bold red]: nothing was written to the output")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Errors that deepdeb reports to its user.
+
+Every failure a user can cause or fix (a bad recipe, a missing build-dependency, a level that
+does not build) is a :class:`DeepdebError` whose message alone tells them what went wrong and
+what to do. The CLI prints the message and exits non-zero; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DeepdebError(Exception):
+    """Base class: an error whose message is meant for the user."""
+
+
+class RecipeError(DeepdebError):
+    """A recipe that cannot be used: names the file, the line when known, and the problem."""
+
+    def __init__(self, path: Path, message: str, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+class SourceError(DeepdebError):
+    """The source package could not be obtained (no deb-src, unknown package, bad path)."""
+
+
+class MissingBuildDepsError(DeepdebError):
+    """Build-dependencies of the source package are not installed."""
+
+    def __init__(self, source: str, unmet: str) -> None:
+        self.unmet = unmet
+        super().__init__(
+            f"{source}: unmet build dependencies: {unmet}\n"
+            f"Install them with: apt-get build-dep {source}   "
+            f"(or: apt-get install {' '.join(_package_names(unmet))})"
+        )
+
+
+def _package_names(unmet: str) -> list[str]:
+    """Package names from dpkg-checkbuilddeps' unmet list (first alternative, no versions)."""
+    names = []
+    for clause in unmet.split(","):
+        first = clause.split("|")[0].strip()
+        if first:
+            names.append(first.split()[0].split(":")[0])
+    return names
+
+
+class BuildError(DeepdebError):
+    """dpkg-buildpackage failed for one ISA level."""
+
+    def __init__(self, level: str, log: Path, tail: str, what: str = "failed to build") -> None:
+        self.level = level
+        self.log = log
+        super().__init__(
+            f"level {level} {what}; full log: {log}\n--- last lines of the log ---\n{tail}"
+        )
+
+
+class FlagsNotAppliedError(DeepdebError):
+    """A variant was built, but the ISA flags never reached the compiler."""
+
+
+class BenchmarkError(DeepdebError):
+    """The benchmark command failed or could not be run."""
+
+
+class AssembleError(DeepdebError):
+    """The assembled packages would be wrong (e.g. an ISA marker outside glibc-hwcaps)."""
+
+
+class VerifyError(DeepdebError):
+    """The dynamic loader did not pick the expected variant."""

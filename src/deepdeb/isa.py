@@ -1,0 +1,126 @@
+"""x86-64 ISA levels: names, compiler flags, loader masks and what this CPU supports.
+
+The levels are the psABI micro-architecture levels that glibc's loader knows as
+``glibc-hwcaps`` subdirectories (glibc >= 2.33). The baseline, ``x86-64``, is what Debian's
+amd64 port targets; it is never given a subdirectory, since the normal library directory
+already holds it.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+from dataclasses import dataclass
+
+BASELINE = "x86-64"
+LEVELS: tuple[str, ...] = (BASELINE, "x86-64-v2", "x86-64-v3", "x86-64-v4")
+OPTIONAL_LEVELS: tuple[str, ...] = LEVELS[1:]
+
+LOADER = "/lib64/ld-linux-x86-64.so.2"
+# First glibc whose loader searches glibc-hwcaps subdirectories.
+MIN_GLIBC = "2.33"
+
+# GLIBC_TUNABLES masks that make the loader believe the CPU is at most at a level. Each
+# level needs the CPU features of the one below plus its own, so switching off one feature
+# the level adds is enough: SSE4.2 (v2), AVX2 (v3), AVX512F (v4).
+_MASK_FEATURE = {"x86-64-v2": "SSE4_2", "x86-64-v3": "AVX2", "x86-64-v4": "AVX512F"}
+
+# archspec names of the generic micro-architectures that stand for each level.
+_ARCHSPEC_NAME = {
+    BASELINE: "x86_64",
+    "x86-64-v2": "x86_64_v2",
+    "x86-64-v3": "x86_64_v3",
+    "x86-64-v4": "x86_64_v4",
+}
+
+
+def rank(level: str) -> int:
+    """Position of a level in LEVELS (baseline is 0); ValueError for unknown names."""
+    return LEVELS.index(level)
+
+
+def tunables_mask(level: str) -> str:
+    """GLIBC_TUNABLES value that caps the loader's view of this CPU at ``level``."""
+    off = [feature for name, feature in _MASK_FEATURE.items() if rank(name) > rank(level)]
+    return "glibc.cpu.hwcaps=" + ",".join("-" + f for f in off) if off else ""
+
+
+def compiler_flags(level: str, tune: str, profile: str) -> str:
+    """Flags appended to the package's own C/C++/Fortran flags for a rebuilt level.
+
+    ``-mneeded`` makes GCC record the level as an "x86 ISA needed" ELF property. That gives
+    deepdeb a proof, readable from the binaries, that the flags reached the compiler, and it
+    makes the loader refuse the file with a clear message if it is ever copied to a CPU
+    below that level (the copies only live under glibc-hwcaps/, where that cannot happen).
+    """
+    if level == BASELINE:
+        return ""
+    parts = [f"-march={level}", f"-mtune={tune}", "-mneeded"]
+    if profile:
+        parts.append(profile)
+    return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class HostCpu:
+    """What deepdeb knows about the machine it runs on."""
+
+    microarchitecture: str
+    vendor: str
+    level: str
+    loader_levels: tuple[str, ...]  # glibc-hwcaps levels this loader reports as supported
+    features: tuple[str, ...]
+
+    def supports(self, level: str) -> bool:
+        return level == BASELINE or level in self.loader_levels
+
+
+def loader_supported_levels(loader: str = LOADER, env: dict[str, str] | None = None) -> list[str]:
+    """Ask the dynamic loader which glibc-hwcaps subdirectories it would search here.
+
+    The loader is the authority: it is what picks the variant at run time, with any
+    GLIBC_TUNABLES mask applied.
+    """
+    out = subprocess.run(
+        [loader, "--help"], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    return re.findall(r"^\s+(x86-64-v[234]) \(supported, searched\)", out, flags=re.M)
+
+
+@functools.cache
+def host_cpu() -> HostCpu:
+    """Detect the host CPU with archspec and cross-check the level with the loader."""
+    import archspec.cpu
+
+    host = archspec.cpu.host()
+    level = BASELINE
+    for name in OPTIONAL_LEVELS:
+        target = archspec.cpu.TARGETS[_ARCHSPEC_NAME[name]]
+        if host == target or target in host.ancestors:
+            level = name
+    loader_levels = tuple(loader_supported_levels())
+    # Trust the loader over archspec when they disagree (e.g. a masked or virtual CPU):
+    # it is the loader's view that decides which variant runs.
+    best_loader = max(loader_levels, key=rank, default=BASELINE)
+    if rank(best_loader) < rank(level):
+        level = best_loader
+    return HostCpu(
+        microarchitecture=host.name,
+        vendor=host.vendor,
+        level=level,
+        loader_levels=loader_levels,
+        features=tuple(sorted(host.features)),
+    )
+
+
+def level_features(level: str) -> tuple[str, ...]:
+    """CPU features (archspec names) that a level adds over the one below it."""
+    import archspec.cpu
+
+    if level == BASELINE:
+        return tuple(sorted(archspec.cpu.TARGETS["x86_64"].features))
+    below = LEVELS[rank(level) - 1]
+    mine = archspec.cpu.TARGETS[_ARCHSPEC_NAME[level]].features
+    lower = archspec.cpu.TARGETS[_ARCHSPEC_NAME[below]].features
+    return tuple(sorted(set(mine) - set(lower)))

@@ -1,0 +1,200 @@
+"""Measure stage: time the benchmark against every variant and decide which levels pay.
+
+What is measured is what would be shipped: the baseline's executables and data with one
+level's shared libraries in front of the loader's search path. A level whose speed lives in
+an executable rather than a library gains nothing from glibc-hwcaps, and its measurement
+says so instead of crediting it with a speedup the package could never deliver.
+
+Runs are interleaved (base, v2, v3, v4, v4, v3, ...) so that a machine getting slower or
+faster during the measurement (thermal limits, another job) affects every level alike;
+the median of the runs is compared.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .build import VariantBuild, elf_files, extract
+from .elf import read_elf
+from .errors import BenchmarkError
+from .isa import BASELINE, HostCpu
+from .recipe import Benchmark
+
+
+@dataclass
+class LevelResult:
+    """Everything the report says about one level."""
+
+    level: str
+    built: bool = True
+    tests_passed: bool = True
+    measured: bool = False
+    times: list[float] = field(default_factory=list)
+    median: float | None = None
+    speedup: float | None = None
+    gain_over_lower: float | None = None
+    kept: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """An unpacked variant: where its files are and which directories hold its libraries."""
+
+    root: Path
+    library_dirs: tuple[Path, ...]
+
+
+def unpack_runtime(variant: VariantBuild, dest: Path) -> Runtime:
+    for deb in variant.debs.values():
+        extract(deb, dest)
+    dirs = sorted({p.parent for p in elf_files(dest) if read_elf(p).is_shared_library})
+    return Runtime(root=dest, library_dirs=tuple(dirs))
+
+
+def benchmark_env(
+    level: str, runtimes: Mapping[str, Runtime], base_env: Mapping[str, str]
+) -> dict[str, str]:
+    """Environment for one run: baseline programs, this level's libraries first."""
+    base = runtimes[BASELINE]
+    env = dict(base_env)
+    bins = [base.root / d for d in ("usr/bin", "usr/sbin", "bin", "sbin")]
+    env["PATH"] = os.pathsep.join([*map(str, bins), env.get("PATH", "/usr/bin:/bin")])
+    # The level's libraries shadow the baseline's; the baseline's directories follow for
+    # anything the level does not have.
+    libs = [*runtimes[level].library_dirs] if level != BASELINE else []
+    libs += base.library_dirs
+    previous = [env["LD_LIBRARY_PATH"]] if env.get("LD_LIBRARY_PATH") else []
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([*map(str, libs), *previous])
+    env["DEEPDEB_ROOT"] = str(base.root)
+    env["DEEPDEB_LEVEL"] = level
+    return env
+
+
+def run_benchmarks(
+    benchmark: Benchmark,
+    runtimes: Mapping[str, Runtime],
+    cwd: Path,
+    progress: Callable[[str, int, int], None] = lambda level, done, total: None,
+) -> dict[str, list[float]]:
+    """Interleaved timed runs of the benchmark command; returns wall seconds per level."""
+    levels = list(runtimes)
+    envs = {level: benchmark_env(level, runtimes, os.environ) for level in levels}
+    times: dict[str, list[float]] = {level: [] for level in levels}
+    rounds = benchmark.warmup + benchmark.repeat
+    for round_no in range(rounds):
+        for level in round_order(levels, round_no):
+            seconds = _timed_run(benchmark, envs[level], cwd, level)
+            if round_no >= benchmark.warmup:
+                times[level].append(seconds)
+            progress(level, round_no + 1, rounds)
+    return times
+
+
+def round_order(levels: list[str], round_no: int) -> list[str]:
+    """Serpentine interleaving: base, v2, v3, v4, then v4, v3, v2, base, ...
+
+    Runs of one level are spread over the whole measurement, so drift (a warming machine,
+    another job) hits every level alike; alternating the direction also cancels the
+    advantage or penalty of running right after another level (measured here: a fixed
+    order made a latency-bound benchmark look 17% faster at the second position).
+    """
+    return list(levels) if round_no % 2 == 0 else list(reversed(levels))
+
+
+def _timed_run(benchmark: Benchmark, env: dict[str, str], cwd: Path, level: str) -> float:
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            ["/bin/sh", "-c", benchmark.command],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=benchmark.timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchmarkError(
+            f"benchmark at level {level} ran longer than {benchmark.timeout:g}s: "
+            f"{benchmark.command}"
+        ) from None
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise BenchmarkError(
+            f"benchmark command failed at level {level} (exit {proc.returncode}): "
+            f"{benchmark.command}\n{proc.stderr.strip()[-1500:]}"
+        )
+    return seconds
+
+
+def decide(
+    results: list[LevelResult], times: Mapping[str, list[float]], min_speedup: float
+) -> None:
+    """Fill in medians, speedups and the keep/drop verdict of every level, in place.
+
+    A level is kept when it beats the baseline by ``min_speedup`` *and* beats the highest
+    kept level below it by the same factor. The second rule matters because the loader
+    always picks the highest level the CPU supports: a v4 copy that is no faster than the
+    v3 one would cost its size in every package for nothing, and one that is slower would
+    make v4 machines slower.
+    """
+    for result in results:
+        if result.level in times and times[result.level]:
+            result.times = list(times[result.level])
+            result.median = statistics.median(result.times)
+            result.measured = True
+    base = next(r for r in results if r.level == BASELINE)
+    base.kept = True
+    base.speedup = 1.0
+    base.reason = "baseline: always shipped in the normal library directory"
+    if base.median is None:
+        return
+    best_below = 1.0
+    for result in results:
+        if result.level == BASELINE or result.reason:
+            continue
+        if result.median is None:
+            result.reason = result.reason or "not measured"
+            continue
+        result.speedup = base.median / result.median
+        result.gain_over_lower = result.speedup / best_below
+        if result.speedup < min_speedup:
+            result.reason = f"speedup {result.speedup:.2f}x is below min_speedup {min_speedup:g}"
+        elif result.gain_over_lower < min_speedup:
+            result.reason = (
+                f"only {result.gain_over_lower:.2f}x over the level below it that is kept "
+                f"(needs {min_speedup:g}x to pay for its size)"
+            )
+        else:
+            result.kept = True
+            result.reason = f"{result.speedup:.2f}x faster than the baseline"
+            best_below = result.speedup
+
+
+def plan_levels(
+    variants: Mapping[str, VariantBuild], requested: tuple[str, ...], host: HostCpu
+) -> list[LevelResult]:
+    """One result per level, with a reason already set for those that cannot be measured."""
+    results = [LevelResult(level=BASELINE)]
+    for level in requested:
+        result = LevelResult(level=level)
+        variant = variants.get(level)
+        if variant is None:
+            result.built = False
+            result.reason = "not built"
+        elif not variant.tests_passed:
+            result.tests_passed = False
+            result.reason = "the package's test suite fails at this level"
+        elif not host.supports(level):
+            result.reason = (
+                f"cannot run here: this CPU is {host.level}; not shipped unmeasured"
+            )
+        results.append(result)
+    return results

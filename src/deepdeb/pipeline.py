@@ -1,0 +1,204 @@
+"""The ``deepdeb build`` pipeline: fetch -> build -> measure -> assemble -> verify -> report.
+
+Work happens in a scratch directory; the output directory only ever receives finished
+files, each moved into place with a rename, report.json last. A failed or interrupted run
+leaves the output directory as it was and keeps the scratch directory for its logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from .assemble import assemble
+from .build import VariantBuild, build_all, check_build_deps, check_flags_applied
+from .errors import DeepdebError
+from .fetch import SourcePackage, obtain, unpack
+from .isa import BASELINE, HostCpu, host_cpu
+from .measure import Runtime, decide, plan_levels, run_benchmarks, unpack_runtime
+from .recipe import Recipe
+from .report import BuildReport
+from .util import atomic_write_text
+from .verify import run_lintian, verify_loader
+
+LAYOUTS = ("fat", "split")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.fields[level]:<10}"),
+        BarColumn(bar_width=20),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@contextlib.contextmanager
+def _workdir(name: str, keep: bool, console: Console) -> Iterator[Path]:
+    work = Path(tempfile.mkdtemp(prefix=f"deepdeb-{name}-"))
+    try:
+        yield work
+    except BaseException:
+        console.print(f"[yellow]work directory kept for inspection: {work}[/yellow]")
+        raise
+    if keep:
+        console.print(f"work directory kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_build(
+    recipe: Recipe,
+    out: Path,
+    layout: str = "fat",
+    console: Console | None = None,
+    keep_work: bool = False,
+    lintian: bool = True,
+) -> BuildReport:
+    console = console or Console(stderr=True)
+    if layout not in LAYOUTS:
+        raise DeepdebError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    host = host_cpu()
+    console.print(
+        f"host: {host.microarchitecture} ({host.vendor}), level {host.level}; "
+        f"levels to try: {', '.join(recipe.isa.levels)}"
+    )
+    package = obtain(recipe.source)
+    with _workdir(package.name, keep_work, console) as work:
+        check_build_deps(unpack(package, work / "depcheck"), package.name)
+        variants = _build(package, recipe, work, console)
+        report = _measure(recipe, package, variants, host, work, console)
+        report.layout = layout
+        kept = [lv for lv in report.shipped_levels if lv != BASELINE]
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=_ensure(out)))
+        try:
+            report.packages = assemble(
+                variants, kept, layout, recipe.version_suffix, package.name, work, staging
+            )
+            console.print("verifying the loader's choice at every level ...")
+            report.loader_checks, report.loader_notes = verify_loader(
+                report.packages, host, work / "verify"
+            )
+            if lintian:
+                console.print("running lintian ...")
+                report.lintian = run_lintian(report.packages)
+            _publish(staging, out, report, variants)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _ensure(out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _build(
+    package: SourcePackage, recipe: Recipe, work: Path, console: Console
+) -> dict[str, VariantBuild]:
+    levels = [BASELINE, *recipe.isa.levels]
+    with _progress(console) as progress:
+        tasks = {
+            lv: progress.add_task("waiting", total=None, level=lv) for lv in levels
+        }
+
+        def update(level: str, what: str) -> None:
+            done = what in ("done", "tests failed")
+            progress.update(tasks[level], description=what, total=1 if done else None,
+                            completed=1 if done else 0)
+
+        variants = build_all(package, recipe.isa, work / "builds", update)
+    for variant in variants.values():
+        check_flags_applied(variant, work / "flagcheck" / variant.level)
+    return variants
+
+
+def _measure(
+    recipe: Recipe,
+    package: SourcePackage,
+    variants: dict[str, VariantBuild],
+    host: HostCpu,
+    work: Path,
+    console: Console,
+) -> BuildReport:
+    results = plan_levels(variants, recipe.isa.levels, host)
+    runtimes: dict[str, Runtime] = {}
+    for result in results:
+        if result.level == BASELINE or not result.reason:
+            runtimes[result.level] = unpack_runtime(
+                variants[result.level], work / "runtime" / result.level
+            )
+    notes = []
+    if not runtimes[BASELINE].library_dirs:
+        notes.append("the package has no shared libraries: glibc-hwcaps cannot apply")
+        for result in results[1:]:
+            result.reason = result.reason or "no shared libraries to ship for this level"
+        runtimes = {BASELINE: runtimes[BASELINE]}
+    bench = recipe.benchmark
+    with _progress(console) as progress:
+        total = (bench.warmup + bench.repeat) * len(runtimes)
+        task = progress.add_task("benchmark", total=total, level="measure")
+
+        def tick(level: str, done: int, rounds: int) -> None:
+            progress.update(task, advance=1, description=f"{bench.command} [{level}]")
+
+        times = run_benchmarks(bench, runtimes, recipe.directory, tick)
+    decide(results, times, recipe.isa.min_speedup)
+    report = BuildReport(
+        recipe=recipe.path,
+        source_name=package.name,
+        source_version=package.version,
+        source_origin=recipe.source.label,
+        host=asdict(host),
+        layout="fat",
+        isa=asdict(recipe.isa),
+        benchmark=asdict(bench),
+        levels=results,
+        notes=notes,
+    )
+    for level, variant in variants.items():
+        report.build[level] = {
+            "flags": variant.flags,
+            "build_seconds": round(variant.seconds, 1),
+        }
+    return report
+
+
+def _publish(
+    staging: Path, out: Path, report: BuildReport, variants: dict[str, VariantBuild]
+) -> None:
+    """Move finished files into ``out``; remove what an earlier run left that is now stale."""
+    logs = staging / "logs"
+    logs.mkdir()
+    for level, variant in variants.items():
+        shutil.copyfile(variant.log, logs / f"{level}.log")
+    previous = _previous_outputs(out)
+    for package in report.packages:
+        os.replace(package.file, out / package.file.name)
+        package.file = out / package.file.name
+    (out / "logs").mkdir(exist_ok=True)
+    for log in logs.iterdir():
+        os.replace(log, out / "logs" / log.name)
+    for stale in previous - {p.file.name for p in report.packages}:
+        (out / stale).unlink(missing_ok=True)
+    atomic_write_text(out / "report.json", report.dumps())
+
+
+def _previous_outputs(out: Path) -> set[str]:
+    try:
+        old = json.loads((out / "report.json").read_text())
+        return {p["file"] for p in old.get("packages", []) if "/" not in p["file"]}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return set()

@@ -1,0 +1,241 @@
+"""Recipes: what to build, at which ISA levels, and how to measure it.
+
+A recipe is a small TOML file. It is validated strictly: an unknown key or a wrong type is an
+error naming the file, the line and what was expected, because a typo that silently falls back
+to a default (``min_sepedup``) would ship variants the user meant to reject.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import RecipeError
+from .isa import BASELINE, OPTIONAL_LEVELS, rank
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the Debian source package comes from: a local tree or the Debian archive."""
+
+    path: Path | None = None  # absolute path of a Debian source tree (has debian/)
+    debian: str | None = None  # "name" or "name=version", fetched with apt-get source
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.path is not None else str(self.debian)
+
+
+@dataclass(frozen=True)
+class Isa:
+    levels: tuple[str, ...]  # optional levels to try, ascending; the baseline is implied
+    min_speedup: float = 1.05
+    profile: str = ""
+    tune: str = "generic"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    command: str
+    repeat: int = 5
+    warmup: int = 1
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: Path
+    source: Source
+    isa: Isa
+    benchmark: Benchmark
+    version_suffix: str = "+hwcaps1"
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+
+# --- schema -----------------------------------------------------------------------------
+
+_Check = Callable[[Any], str | None]  # returns what was expected, or None when fine
+
+
+def _is_str(v: Any) -> str | None:
+    return None if isinstance(v, str) and v.strip() else "a non-empty string"
+
+
+def _is_levels(v: Any) -> str | None:
+    ok = isinstance(v, list) and all(isinstance(x, str) and x in OPTIONAL_LEVELS for x in v)
+    return None if ok else f"a list of levels from {', '.join(OPTIONAL_LEVELS)}"
+
+
+def _is_speedup(v: Any) -> str | None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and v >= 1.0
+    return None if ok else "a number >= 1.0"
+
+
+def _is_positive_int(v: Any) -> str | None:
+    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else "an integer >= 1"
+
+
+def _is_count(v: Any) -> str | None:
+    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "an integer >= 0"
+
+
+def _is_seconds(v: Any) -> str | None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+    return None if ok else "a number of seconds > 0"
+
+
+def _is_flags(v: Any) -> str | None:
+    if not isinstance(v, str):
+        return "a string of compiler flags"
+    if re.search(r"(^|\s)-march=|(^|\s)-mtune=", v):
+        return "compiler flags without -march/-mtune (deepdeb sets those per level)"
+    return None
+
+
+def _is_suffix(v: Any) -> str | None:
+    ok = isinstance(v, str) and re.fullmatch(r"\+[a-z0-9][a-z0-9.+~]*", v) is not None
+    return None if ok else 'a Debian version suffix starting with "+" (e.g. "+hwcaps1")'
+
+
+_SCHEMA: dict[str, dict[str, _Check]] = {
+    "source": {"path": _is_str, "debian": _is_str},
+    "isa": {
+        "levels": _is_levels,
+        "min_speedup": _is_speedup,
+        "profile": _is_flags,
+        "tune": _is_str,
+    },
+    "benchmark": {
+        "command": _is_str,
+        "repeat": _is_positive_int,
+        "warmup": _is_count,
+        "timeout": _is_seconds,
+    },
+    "package": {"version_suffix": _is_suffix},
+}
+_REQUIRED_TABLES = ("source", "isa", "benchmark")
+
+
+def _line_of(text: str, table: str, key: str | None = None) -> int | None:
+    """Line number of ``[table]`` or of ``key`` inside it (TOML's parser gives none)."""
+    current = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        header = re.fullmatch(r"\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?", line)
+        if header:
+            current = header.group(1)
+            if key is None and current == table:
+                return number
+            continue
+        if key is not None and current == table and re.match(rf'"?{re.escape(key)}"?\s*=', line):
+            return number
+        dotted = re.match(rf"{re.escape(table)}\.{re.escape(key or '')}\s*=", line)
+        if key is not None and current is None and dotted:
+            return number
+    return None
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate a recipe file; raises RecipeError with file and line."""
+    path = Path(path).absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise RecipeError(path, f"cannot read recipe: {e.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        match = re.search(r"at line (\d+)", str(e))
+        raise RecipeError(
+            path, f"not valid TOML: {e}", int(match.group(1)) if match else None
+        ) from None
+    return parse_recipe(path, text, data)
+
+
+def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
+    """Validate parsed TOML against the schema and build a Recipe."""
+
+    def fail(message: str, table: str, key: str | None = None) -> RecipeError:
+        return RecipeError(path, message, _line_of(text, table, key) or _line_of(text, table))
+
+    for table, value in data.items():
+        if table not in _SCHEMA:
+            known = ", ".join(f"[{t}]" for t in _SCHEMA)
+            raise RecipeError(
+                path, f"unknown table [{table}] (known: {known})", _line_of(text, table)
+            )
+        if not isinstance(value, dict):
+            raise fail(f"[{table}] must be a table", table)
+        for key, item in value.items():
+            check = _SCHEMA[table].get(key)
+            if check is None:
+                known = ", ".join(_SCHEMA[table])
+                raise fail(f"[{table}] unknown key '{key}' (known: {known})", table, key)
+            expected = check(item)
+            if expected is not None:
+                raise fail(f"[{table}] {key}: expected {expected}, got {item!r}", table, key)
+    for table in _REQUIRED_TABLES:
+        if table not in data:
+            raise RecipeError(path, f"missing table [{table}]")
+
+    src = data["source"]
+    if ("path" in src) == ("debian" in src):
+        raise fail("[source] needs exactly one of 'path' or 'debian'", "source")
+    source = Source(
+        path=(path.parent / src["path"]).resolve() if "path" in src else None,
+        debian=src.get("debian"),
+    )
+    if source.debian is not None and not re.fullmatch(
+        r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?", source.debian
+    ):
+        raise fail(
+            f"[source] debian: expected 'name' or 'name=version', got {source.debian!r}",
+            "source",
+            "debian",
+        )
+
+    isa_table = data["isa"]
+    if "levels" not in isa_table:
+        raise fail("[isa] missing key 'levels'", "isa")
+    levels = isa_table["levels"]
+    if len(set(levels)) != len(levels) or not levels:
+        raise fail("[isa] levels: expected a non-empty list without repeats", "isa", "levels")
+    isa = Isa(
+        levels=tuple(sorted(levels, key=rank)),
+        min_speedup=float(isa_table.get("min_speedup", Isa.min_speedup)),
+        profile=isa_table.get("profile", ""),
+        tune=isa_table.get("tune", Isa.tune),
+    )
+
+    bench = data["benchmark"]
+    if "command" not in bench:
+        raise fail("[benchmark] missing key 'command'", "benchmark")
+    benchmark = Benchmark(
+        command=bench["command"],
+        repeat=bench.get("repeat", Benchmark.repeat),
+        warmup=bench.get("warmup", Benchmark.warmup),
+        timeout=float(bench.get("timeout", Benchmark.timeout)),
+    )
+    suffix = data.get("package", {}).get("version_suffix", Recipe.version_suffix)
+    return Recipe(path=path, source=source, isa=isa, benchmark=benchmark, version_suffix=suffix)
+
+
+def with_levels(recipe: Recipe, levels: list[str]) -> Recipe:
+    """The recipe with its level list replaced (``--levels`` on the command line)."""
+    unknown = [lv for lv in levels if lv not in OPTIONAL_LEVELS and lv != BASELINE]
+    if unknown:
+        raise RecipeError(
+            recipe.path,
+            f"--levels: unknown level(s) {', '.join(unknown)}; "
+            f"expected some of {', '.join(OPTIONAL_LEVELS)}",
+        )
+    chosen = tuple(sorted({lv for lv in levels if lv != BASELINE}, key=rank))
+    return dataclasses.replace(recipe, isa=dataclasses.replace(recipe.isa, levels=chosen))

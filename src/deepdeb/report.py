@@ -1,0 +1,131 @@
+"""Report stage: report.json for machines and a table for people."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .assemble import AssembledPackage
+from .measure import LevelResult
+from .verify import LintianResult, LoaderCheck, checks_to_json
+
+
+@dataclass
+class BuildReport:
+    recipe: Path
+    source_name: str
+    source_version: str
+    source_origin: str
+    host: dict[str, Any]
+    layout: str
+    isa: dict[str, Any]
+    benchmark: dict[str, Any]
+    levels: list[LevelResult]
+    build: dict[str, dict[str, Any]] = field(default_factory=dict)  # level -> flags, seconds
+    packages: list[AssembledPackage] = field(default_factory=list)
+    loader_checks: list[LoaderCheck] = field(default_factory=list)
+    loader_notes: list[str] = field(default_factory=list)
+    lintian: LintianResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def shipped_levels(self) -> list[str]:
+        return [r.level for r in self.levels if r.kept]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deepdeb_version": __version__,
+            "recipe": str(self.recipe),
+            "source": {
+                "name": self.source_name,
+                "version": self.source_version,
+                "origin": self.source_origin,
+            },
+            "host": self.host,
+            "layout": self.layout,
+            "isa": self.isa,
+            "benchmark": self.benchmark,
+            "levels": [
+                {
+                    "level": r.level,
+                    **self.build.get(r.level, {}),
+                    "built": r.built,
+                    "tests_passed": r.tests_passed,
+                    "measured": r.measured,
+                    "times_s": [round(t, 6) for t in r.times],
+                    "median_s": r.median,
+                    "speedup": r.speedup,
+                    "gain_over_lower": r.gain_over_lower,
+                    "kept": r.kept,
+                    "reason": r.reason,
+                }
+                for r in self.levels
+            ],
+            "shipped_levels": self.shipped_levels,
+            "packages": [p.to_json() for p in self.packages],
+            "loader_checks": checks_to_json(self.loader_checks),
+            "loader_notes": self.loader_notes,
+            "lintian": None
+            if self.lintian is None
+            else {
+                "ran": self.lintian.ran,
+                "errors": self.lintian.errors,
+                "warnings": self.lintian.warnings,
+            },
+            "notes": self.notes,
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def print_report(report: BuildReport, console: Console) -> None:
+    levels = Table(title=f"{report.source_name} {report.source_version}: ISA levels")
+    for col in ("level", "build", "tests", "median", "speedup", "kept", "why"):
+        levels.add_column(col, justify="right" if col in ("median", "speedup") else "left")
+    for r in report.levels:
+        build = report.build.get(r.level, {})
+        levels.add_row(
+            r.level,
+            f"{build['build_seconds']:.0f}s" if "build_seconds" in build else "-",
+            "pass" if r.tests_passed else "[red]FAIL[/red]",
+            f"{r.median * 1000:.1f} ms" if r.median is not None else "-",
+            f"{r.speedup:.2f}x" if r.speedup is not None else "-",
+            "[green]yes[/green]" if r.kept else "no",
+            r.reason,
+        )
+    console.print(levels)
+    packages = Table(title=f"packages ({report.layout} layout)")
+    for col in ("file", "size", "installed", "glibc-hwcaps files"):
+        packages.add_column(col, justify="right" if col in ("size", "installed") else "left")
+    for p in report.packages:
+        packages.add_row(
+            p.file.name,
+            _size(p.size),
+            _size(p.installed_size * 1024),
+            "stock, unchanged" if p.stock else str(len(p.hwcaps_files)),
+        )
+    console.print(packages)
+    ok = sum(c.ok for c in report.loader_checks)
+    console.print(f"loader checks: {ok}/{len(report.loader_checks)} picked the expected file")
+    for note in [*report.loader_notes, *report.notes]:
+        console.print(f"note: {note}")
+    if report.lintian is not None and report.lintian.ran:
+        console.print(
+            f"lintian: {len(report.lintian.errors)} errors, "
+            f"{len(report.lintian.warnings)} warnings"
+        )
