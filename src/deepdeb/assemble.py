@@ -35,8 +35,15 @@ from .util import run, sha256_file
 
 HWCAPS = "glibc-hwcaps"
 RELATION_FIELDS = (
-    "Pre-Depends", "Depends", "Recommends", "Suggests", "Enhances",
-    "Breaks", "Conflicts", "Replaces", "Provides",
+    "Pre-Depends",
+    "Depends",
+    "Recommends",
+    "Suggests",
+    "Enhances",
+    "Breaks",
+    "Conflicts",
+    "Replaces",
+    "Provides",
 )
 
 
@@ -94,15 +101,24 @@ def require_glibc(depends: str | None) -> str:
     for alternatives in relations:
         if len(alternatives) == 1 and alternatives[0]["name"] == "libc6":
             version = alternatives[0].get("version")
-            if version and version[0] in (">=", ">>", "=") and Version(version[1]) >= Version(
-                MIN_GLIBC
+            if (
+                version
+                and version[0] in (">=", ">>", "=")
+                and Version(version[1]) >= Version(MIN_GLIBC)
             ):
                 return str(PkgRelation.str(relations))
             alternatives[0]["version"] = (">=", MIN_GLIBC)
             return str(PkgRelation.str(relations))
     relations.append(
-        [{"name": "libc6", "archqual": None, "version": (">=", MIN_GLIBC), "arch": None,
-          "restrictions": None}]
+        [
+            {
+                "name": "libc6",
+                "archqual": None,
+                "version": (">=", MIN_GLIBC),
+                "arch": None,
+                "restrictions": None,
+            }
+        ]
     )
     return str(PkgRelation.str(relations))
 
@@ -135,8 +151,16 @@ def _control(tree: Path) -> Deb822:
 
 
 _FIELD_ORDER = (
-    "Package", "Source", "Version", "Architecture", "Maintainer", "Installed-Size",
-    *RELATION_FIELDS, "Section", "Priority", "Multi-Arch",
+    "Package",
+    "Source",
+    "Version",
+    "Architecture",
+    "Maintainer",
+    "Installed-Size",
+    *RELATION_FIELDS,
+    "Section",
+    "Priority",
+    "Multi-Arch",
 )
 
 
@@ -384,9 +408,7 @@ def _assemble_split(
         for level in kept:
             mine = [c for c in copies if c.level == level]
             if mine:
-                results.append(
-                    _addon(fields, level, mine, suffix, source_name, work, dest, epoch)
-                )
+                results.append(_addon(fields, level, mine, suffix, source_name, work, dest, epoch))
     return results
 
 

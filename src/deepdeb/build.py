@@ -97,15 +97,40 @@ def failed_in_tests(log_text: str) -> bool:
     return bool(steps) and "dh_auto_test" in steps[-1]
 
 
-class _Canceller:
-    """Lets one failing build stop the others (their process groups are killed)."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-
-
 class _Cancelled(Exception):
     """A build stopped because another one failed first."""
+
+
+def _run_logged(
+    cmd: list[str],
+    tree: Path,
+    env: dict[str, str],
+    log: Path,
+    on_step: Callable[[str], None],
+    cancel: threading.Event,
+) -> int:
+    """Run a build with its output in ``log``, reporting each dh step as it starts.
+
+    The build gets its own process group so that a cancelled build is stopped whole
+    (make, compilers, test programs), not just its top process.
+    """
+    with open(log, "a", encoding="utf-8") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        seen = 0
+        while proc.poll() is None:
+            if cancel.is_set():
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
+                raise _Cancelled()
+            time.sleep(0.3)
+            text = log.read_text(errors="replace")
+            steps = _STEP.findall(text, seen)
+            if steps:
+                on_step(steps[-1].strip())
+            seen = max(seen, len(text) - 200)
+    return proc.returncode
 
 
 def _build_one(
@@ -114,9 +139,8 @@ def _build_one(
     root: Path,
     isa: Isa,
     jobs: int,
-    arch_only: bool,
     progress: Progress,
-    cancel: _Canceller,
+    cancel: threading.Event,
 ) -> VariantBuild:
     directory = root / level
     directory.mkdir(parents=True)
@@ -124,38 +148,27 @@ def _build_one(
     tree = unpack(package, directory / "src")
     log = directory / "build.log"
     env = build_environment(level, isa, jobs, dict(os.environ))
-    cmd = ["dpkg-buildpackage", "-B" if arch_only else "-b", "--no-sign", "--no-pre-clean"]
+    flags = env.get("DEB_CFLAGS_APPEND", "")
+    # Rebuilt levels only need the architecture-dependent packages.
+    cmd = ["dpkg-buildpackage", "-b" if level == BASELINE else "-B", "--no-sign", "--no-pre-clean"]
+    log.write_text(f"# deepdeb: {' '.join(cmd)}\n# flags appended: {flags or '(none)'}\n")
     start = time.monotonic()
-    with open(log, "w", encoding="utf-8") as out:
-        out.write(f"# deepdeb: {' '.join(cmd)}\n# flags appended: {env.get('DEB_CFLAGS_APPEND', '(none)')}\n")
-        out.flush()
-        proc = subprocess.Popen(
-            cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        seen = 0
-        while proc.poll() is None:
-            if cancel.event.is_set():
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait()
-                raise _Cancelled(level)
-            time.sleep(0.3)
-            text = log.read_text(errors="replace")
-            steps = _STEP.findall(text, seen)
-            if steps:
-                progress(level, steps[-1].strip())
-            seen = max(seen, len(text) - 200)
+    status = _run_logged(cmd, tree, env, log, lambda step: progress(level, step), cancel)
     seconds = time.monotonic() - start
-    text = log.read_text(errors="replace")
-    if proc.returncode != 0:
-        if failed_in_tests(text) and level != BASELINE:
+    result = VariantBuild(level, directory, log, flags, tests_passed=True, seconds=seconds)
+    if status != 0:
+        in_tests = failed_in_tests(log.read_text(errors="replace"))
+        if in_tests and level != BASELINE:
+            # A variant that fails the package's own tests is dropped, not fatal: -O3 or
+            # FMA contraction legitimately changes floating-point results.
             progress(level, "tests failed")
-            return VariantBuild(level, directory, log, env.get("DEB_CFLAGS_APPEND", ""),
-                                tests_passed=False, seconds=seconds, tests_tail=tail(log))
-        cancel.event.set()
-        what = "fails its own test suite" if failed_in_tests(text) else "failed to build"
-        raise BuildError(level, log, tail(log), what)
-    result = VariantBuild(level, directory, log, env.get("DEB_CFLAGS_APPEND", ""),
-                          tests_passed=True, seconds=seconds)
+            result.tests_passed = False
+            result.tests_tail = tail(log)
+            return result
+        cancel.set()
+        raise BuildError(
+            level, log, tail(log), "fails its own test suite" if in_tests else "failed to build"
+        )
     for deb in sorted([*directory.glob("*.deb"), *directory.glob("*.ddeb")]):
         result.debs[deb.name.split("_", 1)[0]] = deb
     progress(level, "done")
@@ -178,12 +191,10 @@ def build_all(
     cpus = cpus or os.cpu_count() or 1
     workers = min(cpus, len(levels))
     jobs = max(1, cpus // workers)
-    cancel = _Canceller()
+    cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
-            level: pool.submit(
-                _build_one, package, level, root, isa, jobs, level != BASELINE, progress, cancel
-            )
+            level: pool.submit(_build_one, package, level, root, isa, jobs, progress, cancel)
             for level in levels
         }
         results: dict[str, VariantBuild] = {}
@@ -195,11 +206,11 @@ def build_all(
                 except _Cancelled:
                     pass
                 except DeepdebError as e:
-                    cancel.event.set()
+                    cancel.set()
                     errors.append(e)
         except BaseException:
             # Interrupted (Ctrl-C) or a bug: stop every running build before leaving.
-            cancel.event.set()
+            cancel.set()
             raise
     if errors:
         raise errors[0]

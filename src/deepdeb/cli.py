@@ -69,7 +69,11 @@ def _cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.levels:
         recipe = with_levels(recipe, [s.strip() for s in args.levels.split(",") if s.strip()])
     report = run_build(
-        recipe, args.out, args.layout, console=err, keep_work=args.keep_work,
+        recipe,
+        args.out,
+        args.layout,
+        console=err,
+        keep_work=args.keep_work,
         lintian=not args.no_lintian,
     )
     print_report(report, out)
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_cpu(args, out)
         return _cmd_build(args, out, err)
     except DeepdebError as e:
-        err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False)
+        err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err.print("[bold red]interrupted[/bold red]: nothing was written to the output")

@@ -118,4 +118,3 @@ def unpack(package: SourcePackage, dest: Path) -> Path:
         if proc.returncode != 0:
             raise SourceError(f"dpkg-source -x {package.dsc} failed:\n{proc.stderr.strip()}")
     return dest
-

@@ -146,7 +146,7 @@ def decide(
     make v4 machines slower.
     """
     for result in results:
-        if result.level in times and times[result.level]:
+        if times.get(result.level):
             result.times = list(times[result.level])
             result.median = statistics.median(result.times)
             result.measured = True
@@ -193,8 +193,6 @@ def plan_levels(
             result.tests_passed = False
             result.reason = "the package's test suite fails at this level"
         elif not host.supports(level):
-            result.reason = (
-                f"cannot run here: this CPU is {host.level}; not shipped unmeasured"
-            )
+            result.reason = f"cannot run here: this CPU is {host.level}; not shipped unmeasured"
         results.append(result)
     return results

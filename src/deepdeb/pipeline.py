@@ -95,6 +95,7 @@ def run_build(
                 console.print("running lintian ...")
                 report.lintian = run_lintian(report.packages)
             _publish(staging, out, report, variants)
+            report.work_dir = work if keep_work else None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return report
@@ -110,14 +111,16 @@ def _build(
 ) -> dict[str, VariantBuild]:
     levels = [BASELINE, *recipe.isa.levels]
     with _progress(console) as progress:
-        tasks = {
-            lv: progress.add_task("waiting", total=None, level=lv) for lv in levels
-        }
+        tasks = {lv: progress.add_task("waiting", total=None, level=lv) for lv in levels}
 
         def update(level: str, what: str) -> None:
             done = what in ("done", "tests failed")
-            progress.update(tasks[level], description=what, total=1 if done else None,
-                            completed=1 if done else 0)
+            progress.update(
+                tasks[level],
+                description=what,
+                total=1 if done else None,
+                completed=1 if done else 0,
+            )
 
         variants = build_all(package, recipe.isa, work / "builds", update)
     for variant in variants.values():

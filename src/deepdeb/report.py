@@ -33,6 +33,7 @@ class BuildReport:
     loader_notes: list[str] = field(default_factory=list)
     lintian: LintianResult | None = None
     notes: list[str] = field(default_factory=list)
+    work_dir: Path | None = None  # set when the scratch directory was kept (--keep-work)
 
     @property
     def shipped_levels(self) -> list[str]:
@@ -126,6 +127,5 @@ def print_report(report: BuildReport, console: Console) -> None:
         console.print(f"note: {note}")
     if report.lintian is not None and report.lintian.ran:
         console.print(
-            f"lintian: {len(report.lintian.errors)} errors, "
-            f"{len(report.lintian.warnings)} warnings"
+            f"lintian: {len(report.lintian.errors)} errors, {len(report.lintian.warnings)} warnings"
         )

@@ -102,14 +102,18 @@ def verify_loader(
             notes.append(f"{level}: not checked, this CPU ({host.level}) cannot run it")
             continue
         for soname, directory in sorted(libraries.items()):
-            want = _resolve_in_root(root, str(root) + expected_file(directory, soname, level, copies))
+            want = _resolve_in_root(
+                root, str(root) + expected_file(directory, soname, level, copies)
+            )
             for method, loaded in _probe(probe, soname, level, library_path).items():
                 got = _resolve_in_root(root, loaded)
                 checks.append(LoaderCheck(soname, level, method, want, got, got == want))
     bad = [c for c in checks if not c.ok]
     if bad:
-        lines = [f"  {c.library} at {c.level} ({c.method}): expected {c.expected}, "
-                 f"loaded {c.loaded}" for c in bad]
+        lines = [
+            f"  {c.library} at {c.level} ({c.method}): expected {c.expected}, loaded {c.loaded}"
+            for c in bad
+        ]
         raise VerifyError("the loader picked the wrong file:\n" + "\n".join(lines))
     return checks, notes
 
@@ -122,8 +126,15 @@ def _probe(probe: Path, soname: str, level: str, library_path: str) -> dict[str,
         tunables["GLIBC_TUNABLES"] = tunables_mask(level)
     results["tunables"] = _loaded(run([probe, soname], env=tunables, check=False), soname, level)
     masked = run(
-        [LOADER, "--glibc-hwcaps-mask", hwcaps_mask_option(level), "--library-path",
-         library_path, probe, soname],
+        [
+            LOADER,
+            "--glibc-hwcaps-mask",
+            hwcaps_mask_option(level),
+            "--library-path",
+            library_path,
+            probe,
+            soname,
+        ],
         env=env,
         check=False,
     )

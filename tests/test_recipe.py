@@ -1,0 +1,103 @@
+from pathlib import Path
+
+import pytest
+
+from deepdeb.errors import RecipeError
+from deepdeb.recipe import load_recipe, with_levels
+
+GOOD = """\
+[source]
+path = "libfoo-1.0"
+
+[isa]
+levels = ["x86-64-v4", "x86-64-v2"]
+min_speedup = 1.1
+profile = "-O3"
+
+[benchmark]
+command = "foo-bench 10"
+repeat = 3
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recipe.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_recipe(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, GOOD))
+    assert recipe.source.path == (tmp_path / "libfoo-1.0").resolve()
+    assert recipe.isa.levels == ("x86-64-v2", "x86-64-v4")  # sorted by level
+    assert recipe.isa.min_speedup == 1.1
+    assert recipe.isa.profile == "-O3"
+    assert recipe.benchmark.command == "foo-bench 10"
+    assert recipe.benchmark.repeat == 3
+    assert recipe.version_suffix == "+hwcaps1"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "needle"),
+    [
+        (GOOD.replace("repeat = 3", "repaet = 3"), 11, "[benchmark] unknown key 'repaet'"),
+        (
+            GOOD.replace("min_speedup = 1.1", 'min_speedup = "fast"'),
+            6,
+            "min_speedup: expected a number >= 1.0, got 'fast'",
+        ),
+        (GOOD.replace("min_speedup = 1.1", "min_speedup = 0.9"), 6, "a number >= 1.0"),
+        (GOOD.replace('"x86-64-v2"]', '"x86-64-v9"]'), 5, "levels: expected a list of levels"),
+        (GOOD.replace("repeat = 3", "repeat = 0"), 11, "repeat: expected an integer >= 1"),
+        (
+            GOOD.replace('profile = "-O3"', 'profile = "-O3 -march=native"'),
+            7,
+            "without -march/-mtune",
+        ),
+        (GOOD + "\n[extra]\nx = 1\n", 13, "unknown table [extra]"),
+        (GOOD.replace('path = "libfoo-1.0"', 'path = "a"\ndebian = "b"'), 1, "exactly one of"),
+        (
+            GOOD.replace("levels = [", "levels = [[").replace('"x86-64-v2"]', '"x86-64-v2"]]'),
+            5,
+            "levels: expected a list",
+        ),
+        (GOOD.replace("repeat = 3", "repeat = 3 3"), 11, "not valid TOML"),
+        (GOOD.replace('command = "foo-bench 10"', ""), 9, "missing key 'command'"),
+        (GOOD.replace('path = "libfoo-1.0"', 'debian = "Bad Name"'), 2, "'name' or 'name=version'"),
+    ],
+)
+def test_bad_recipes_name_file_line_and_problem(
+    tmp_path: Path, text: str, line: int, needle: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line}: "), message
+    assert needle in message
+
+
+def test_missing_table(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.split("[benchmark]")[0])
+    with pytest.raises(RecipeError, match=r"missing table \[benchmark\]"):
+        load_recipe(path)
+
+
+def test_unreadable_recipe(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="cannot read recipe"):
+        load_recipe(tmp_path / "nope.toml")
+
+
+def test_debian_source_with_pin(tmp_path: Path) -> None:
+    recipe = load_recipe(
+        write(tmp_path, GOOD.replace('path = "libfoo-1.0"', 'debian = "liblinear=2.3.0+dfsg-5"'))
+    )
+    assert recipe.source.debian == "liblinear=2.3.0+dfsg-5"
+    assert recipe.source.path is None
+
+
+def test_levels_override(tmp_path: Path) -> None:
+    recipe = with_levels(load_recipe(write(tmp_path, GOOD)), ["x86-64-v4", "x86-64-v3"])
+    assert recipe.isa.levels == ("x86-64-v3", "x86-64-v4")
+    with pytest.raises(RecipeError, match="unknown level"):
+        with_levels(recipe, ["x86-64-v5"])

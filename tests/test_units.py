@@ -1,0 +1,232 @@
+"""Pure functions of each stage: levels, decisions, control fields, loader expectations."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from debian.debian_support import version_compare
+
+from deepdeb.assemble import (
+    addon_control,
+    deb_filename,
+    hwcaps_path,
+    require_glibc,
+    rewrite_relations,
+)
+from deepdeb.build import build_environment, failed_in_tests
+from deepdeb.elf import isa_needed
+from deepdeb.errors import MissingBuildDepsError
+from deepdeb.isa import (
+    BASELINE,
+    LOADER,
+    compiler_flags,
+    host_cpu,
+    loader_supported_levels,
+    tunables_mask,
+)
+from deepdeb.measure import LevelResult, decide, round_order
+from deepdeb.recipe import Isa
+from deepdeb.verify import expected_file, hwcaps_mask_option
+
+# --- isa ---------------------------------------------------------------------------------
+
+
+def test_tunables_masks() -> None:
+    assert tunables_mask("x86-64-v4") == ""
+    assert tunables_mask("x86-64-v3") == "glibc.cpu.hwcaps=-AVX512F"
+    assert tunables_mask("x86-64-v2") == "glibc.cpu.hwcaps=-AVX2,-AVX512F"
+    assert tunables_mask(BASELINE) == "glibc.cpu.hwcaps=-SSE4_2,-AVX2,-AVX512F"
+
+
+@pytest.mark.parametrize("level", ["x86-64", "x86-64-v2", "x86-64-v3"])
+def test_masks_really_cap_the_loader(level: str) -> None:
+    """The loader itself confirms each mask (on any CPU at or above the level)."""
+    if not host_cpu().supports(level):
+        pytest.fail(f"test machine must support {level}")
+    env = {"GLIBC_TUNABLES": tunables_mask(level)}
+    supported = loader_supported_levels(LOADER, env)
+    expected = [
+        lv
+        for lv in ("x86-64-v4", "x86-64-v3", "x86-64-v2")
+        if int(lv[-1]) <= int(level[-1] if level != BASELINE else 1)
+    ]
+    assert supported == expected
+
+
+def test_host_level_agrees_with_loader() -> None:
+    out = subprocess.run([LOADER, "--help"], capture_output=True, text=True).stdout
+    best = BASELINE
+    for level in ("x86-64-v2", "x86-64-v3", "x86-64-v4"):
+        if f"{level} (supported, searched)" in out:
+            best = level
+    assert host_cpu().level == best
+
+
+def test_compiler_flags() -> None:
+    assert compiler_flags(BASELINE, "generic", "-O3") == ""
+    assert compiler_flags("x86-64-v3", "generic", "") == "-march=x86-64-v3 -mtune=generic -mneeded"
+    assert compiler_flags("x86-64-v4", "znver4", "-O3") == (
+        "-march=x86-64-v4 -mtune=znver4 -mneeded -O3"
+    )
+
+
+def test_build_environment_appends_flags_for_every_language() -> None:
+    isa = Isa(levels=("x86-64-v3",), profile="-O3")
+    env = build_environment("x86-64-v3", isa, 2, {"DEB_BUILD_OPTIONS": "nocheck parallel=9"})
+    for var in ("CFLAGS", "CXXFLAGS", "FFLAGS", "FCFLAGS"):
+        assert env[f"DEB_{var}_APPEND"] == "-march=x86-64-v3 -mtune=generic -mneeded -O3"
+    assert env["DEB_BUILD_OPTIONS"] == "nocheck parallel=2"
+    base = build_environment(BASELINE, isa, 1, {"DEB_CFLAGS_APPEND": "-O0"})
+    assert "DEB_CFLAGS_APPEND" not in base  # the baseline is the stock build
+
+
+def test_isa_needed_parsing() -> None:
+    notes = "      Properties: x86 ISA needed: x86-64-baseline, x86-64-v2, x86-64-v3\n"
+    assert isa_needed(notes) == "x86-64-v3"
+    assert isa_needed("      Properties: x86 ISA needed: x86-64-baseline\n") == BASELINE
+    assert isa_needed("no notes") == BASELINE
+
+
+# --- build -------------------------------------------------------------------------------
+
+
+def test_failed_in_tests_looks_at_the_last_step() -> None:
+    log = "   dh_auto_build\n...\n   dh_auto_test\nmake: *** [check] Error 1\n"
+    assert failed_in_tests(log)
+    assert failed_in_tests("   dh_auto_build\n   debian/rules override_dh_auto_test\nError\n")
+    assert not failed_in_tests("   dh_auto_configure\n   dh_auto_build\nerror: boom\n")
+    assert not failed_in_tests("no dh steps at all")
+
+
+def test_missing_build_deps_message() -> None:
+    err = MissingBuildDepsError("libfoo", "libbar-dev (>= 2), libbaz-dev | libqux-dev")
+    assert "unmet build dependencies: libbar-dev (>= 2), libbaz-dev | libqux-dev" in str(err)
+    assert "apt-get install libbar-dev libbaz-dev" in str(err)
+    assert "apt-get build-dep libfoo" in str(err)
+
+
+# --- measure -----------------------------------------------------------------------------
+
+
+def levels(*names: str) -> list[LevelResult]:
+    return [LevelResult(level=n) for n in names]
+
+
+def test_decide_keeps_levels_that_pay() -> None:
+    results = levels(BASELINE, "x86-64-v2", "x86-64-v3", "x86-64-v4")
+    times = {
+        BASELINE: [1.0, 1.1, 0.9],
+        "x86-64-v2": [0.99, 1.0, 1.01],  # 1.0x: dropped
+        "x86-64-v3": [0.5, 0.5, 0.6],  # 2.0x: kept
+        "x86-64-v4": [0.49, 0.49, 0.5],  # 2.04x overall, but only 1.02x over v3: dropped
+    }
+    decide(results, times, 1.05)
+    by = {r.level: r for r in results}
+    assert by[BASELINE].kept and by[BASELINE].speedup == 1.0
+    assert not by["x86-64-v2"].kept and "below min_speedup 1.05" in by["x86-64-v2"].reason
+    assert by["x86-64-v3"].kept and by["x86-64-v3"].speedup == pytest.approx(2.0)
+    assert not by["x86-64-v4"].kept
+    assert by["x86-64-v4"].gain_over_lower == pytest.approx(1.0 / 0.49 / 2.0)
+    assert "over the level below it" in by["x86-64-v4"].reason
+
+
+def test_decide_v4_must_beat_the_kept_level_not_the_dropped_one() -> None:
+    results = levels(BASELINE, "x86-64-v3", "x86-64-v4")
+    decide(results, {BASELINE: [3.0], "x86-64-v3": [2.0], "x86-64-v4": [1.0]}, 1.05)
+    by = {r.level: r for r in results}
+    assert by["x86-64-v3"].kept and by["x86-64-v4"].kept
+    assert by["x86-64-v4"].gain_over_lower == pytest.approx(2.0)
+
+
+def test_decide_leaves_unmeasurable_levels_with_their_reason() -> None:
+    results = levels(BASELINE, "x86-64-v4")
+    results[1].reason = "cannot run here"
+    decide(results, {BASELINE: [1.0]}, 1.05)
+    assert not results[1].kept and results[1].reason == "cannot run here"
+    assert results[1].speedup is None
+
+
+def test_round_order_is_serpentine() -> None:
+    names = [BASELINE, "x86-64-v3", "x86-64-v4"]
+    assert round_order(names, 0) == names
+    assert round_order(names, 1) == names[::-1]
+    assert round_order(names, 2) == names
+
+
+# --- assemble ----------------------------------------------------------------------------
+
+
+def test_deb_filename_drops_epoch() -> None:
+    assert deb_filename("zlib1g", "1:1.2.13-1+hwcaps1", "amd64") == (
+        "zlib1g_1.2.13-1+hwcaps1_amd64.deb"
+    )
+
+
+def test_suffix_sorts_above_stock() -> None:
+    assert version_compare("1.0-1+hwcaps1", "1.0-1") > 0
+    assert version_compare("1.0-1+hwcaps1", "1.0-2") < 0  # a newer stock upload wins
+
+
+def test_rewrite_relations_only_touches_exact_sibling_versions() -> None:
+    value = "libfoo1 (= 1.0-1), libbar (= 1.0-1), libfoo1 (>= 1.0), libc6 (>= 2.34) | x"
+    assert rewrite_relations(value, {"libfoo1"}, "1.0-1", "1.0-1+hwcaps1") == (
+        "libfoo1 (= 1.0-1+hwcaps1), libbar (= 1.0-1), libfoo1 (>= 1.0), libc6 (>= 2.34) | x"
+    )
+
+
+@pytest.mark.parametrize(
+    ("depends", "expected"),
+    [
+        (None, "libc6 (>= 2.33)"),
+        ("", "libc6 (>= 2.33)"),
+        ("libc6 (>= 2.14)", "libc6 (>= 2.33)"),
+        ("libc6 (>= 2.34), libm (>= 1)", "libc6 (>= 2.34), libm (>= 1)"),
+        ("libgcc-s1", "libgcc-s1, libc6 (>= 2.33)"),
+        ("libc6", "libc6 (>= 2.33)"),
+    ],
+)
+def test_require_glibc(depends: str | None, expected: str) -> None:
+    assert require_glibc(depends) == expected
+
+
+def test_hwcaps_path() -> None:
+    assert hwcaps_path("usr/lib/x86_64-linux-gnu/libz.so.1.2.13", "x86-64-v3") == (
+        "usr/lib/x86_64-linux-gnu/glibc-hwcaps/x86-64-v3/libz.so.1.2.13"
+    )
+
+
+def test_addon_control() -> None:
+    base = {
+        "Package": "libfoo1",
+        "Version": "1:1.0-1",
+        "Architecture": "amd64",
+        "Maintainer": "M <m@example.org>",
+        "Multi-Arch": "same",
+        "Section": "libs",
+        "Description": "foo library\n long text",
+    }
+    control = addon_control(base, "x86-64-v3", "+hwcaps1", "foo")
+    assert control["Package"] == "libfoo1-x86-64-v3"
+    assert control["Version"] == "1:1.0-1+hwcaps1"
+    assert control["Source"] == "foo (1:1.0-1)"
+    assert control["Depends"] == "libfoo1 (= 1:1.0-1), libc6 (>= 2.33)"
+    assert control["Multi-Arch"] == "same"
+    assert control["Description"].startswith("foo library (x86-64-v3 libraries)\n")
+
+
+# --- verify ------------------------------------------------------------------------------
+
+
+def test_expected_file_falls_back_to_lower_levels() -> None:
+    lib = "/usr/lib/x86_64-linux-gnu"
+    copies = {f"{lib}/glibc-hwcaps/x86-64-v2/libfoo.so.1"}
+    assert expected_file(lib, "libfoo.so.1", "x86-64-v4", copies) == (
+        f"{lib}/glibc-hwcaps/x86-64-v2/libfoo.so.1"
+    )
+    assert expected_file(lib, "libfoo.so.1", BASELINE, copies) == f"{lib}/libfoo.so.1"
+
+
+def test_hwcaps_mask_option() -> None:
+    assert hwcaps_mask_option("x86-64-v3") == "x86-64-v2:x86-64-v3"
+    assert hwcaps_mask_option(BASELINE) == "none"
