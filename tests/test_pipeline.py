@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, build, contents, control, dpkg_install
 
+from deepdeb.assemble import debug_file
+from deepdeb.elf import read_elf
 from deepdeb.errors import (
     BenchmarkError,
     BuildError,
@@ -384,3 +386,20 @@ def test_cli_reports_recipe_errors(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert f"{recipe}:5: [isa] unknown key 'speed'" in proc.stderr
+
+
+def test_fat_dbgsym_carries_the_variants_debug_symbols(
+    vecmath_fat: BuildReport, tmp_path: Path
+) -> None:
+    debs = by_name(vecmath_fat)
+    subprocess.run(["dpkg-deb", "-x", debs["libvecmath1"], tmp_path / "lib"], check=True)
+    dbgsym = debs["libvecmath1-dbgsym"]
+    listed = contents(dbgsym)
+    ids = control(dbgsym)["Build-Ids"].split()
+    assert control(dbgsym)["Depends"] == "libvecmath1 (= 1.0-1+hwcaps1)"
+    variant_libs = list((tmp_path / "lib").glob("usr/lib/*/glibc-hwcaps/*/libvecmath.so.1.0.0"))
+    assert len(variant_libs) == len(vecmath_fat.shipped_levels) - 1
+    for lib in [*variant_libs, *(tmp_path / "lib").glob("usr/lib/*/libvecmath.so.1.0.0")]:
+        build_id = read_elf(lib).build_id
+        assert build_id in ids
+        assert "/" + debug_file(build_id) in listed

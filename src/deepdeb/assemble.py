@@ -312,12 +312,14 @@ def _place(tree: Path, copy: LevelCopy) -> list[str]:
 def _unpack_levels(
     name: str, variants: Mapping[str, VariantBuild], kept: Iterable[str], work: Path
 ) -> dict[str, Path]:
+    """Each level's build of package ``name``, unpacked once under ``work``."""
     trees = {}
     for level in kept:
         deb = variants[level].debs.get(name)
         if deb is None:
             raise AssembleError(f"the {level} build produced no package {name}")
-        trees[level] = extract(deb, work / "levels" / level / name)
+        dest = work / "levels" / level / name
+        trees[level] = dest if dest.is_dir() else extract(deb, dest)
     return trees
 
 
@@ -351,8 +353,10 @@ def _assemble_fat(
     base = variants[BASELINE]
     epoch = source_date_epoch(base)
     siblings = set(base.debs)
+    shipped: dict[str, list[LevelCopy]] = {}  # package -> the variant copies it carries
     results = []
-    for name, deb in base.debs.items():
+    # Libraries first, so that their -dbgsym packages know which variants were added.
+    for name, deb in sorted(base.debs.items(), key=lambda item: _is_dbgsym(item[0])):
         tree = work / "fat" / name
         tree.parent.mkdir(parents=True, exist_ok=True)
         run(["dpkg-deb", "-R", deb, tree])
@@ -362,8 +366,13 @@ def _assemble_fat(
         libraries = _libraries(tree) if control["Architecture"] != "all" else {}
         if libraries:
             level_trees = _unpack_levels(name, variants, kept, work)
-            for copy in select_copies(name, libraries, tree, level_trees):
+            shipped[name] = select_copies(name, libraries, tree, level_trees)
+            for copy in shipped[name]:
                 added += _place(tree, copy)
+        if _is_dbgsym(name) and shipped.get(name.removesuffix("-dbgsym")):
+            added += _add_debug_files(
+                tree, control, shipped[name.removesuffix("-dbgsym")], variants, name, work
+            )
         check_no_isa_marker_outside_hwcaps(tree, name)
         new = old + suffix
         control["Version"] = new
@@ -373,14 +382,56 @@ def _assemble_fat(
         source = control.get("Source", source_name).split()[0]
         control["Source"] = f"{source} ({old})"
         if added:
-            control["Depends"] = require_glibc(control.get("Depends"))
+            if not _is_dbgsym(name):
+                control["Depends"] = require_glibc(control.get("Depends"))
             control["Installed-Size"] = str(installed_size_kib(tree))
             _write_md5sums(tree)
         _write_control(tree, control)
         package = _build_deb(tree, dest, deb.suffix.lstrip("."), epoch)
-        package.hwcaps_files = added
+        package.hwcaps_files = [] if _is_dbgsym(name) else added
         results.append(package)
-    return results
+    return sorted(results, key=lambda p: p.file.name)
+
+
+def _is_dbgsym(package: str) -> bool:
+    return package.endswith("-dbgsym")
+
+
+def debug_file(build_id: str) -> str:
+    """Where dh_strip puts the detached debug symbols of a binary, by its build-id."""
+    return f"usr/lib/debug/.build-id/{build_id[:2]}/{build_id[2:]}.debug"
+
+
+def _add_debug_files(
+    tree: Path,
+    control: Deb822,
+    copies: list[LevelCopy],
+    variants: Mapping[str, VariantBuild],
+    name: str,
+    work: Path,
+) -> list[str]:
+    """Give the variant libraries their debug symbols, from each level's -dbgsym package.
+
+    Every copy has its own build-id, so its symbols sit beside the baseline's without a
+    clash; gdb and debuginfod find them by that id.
+    """
+    added = []
+    ids = control.get("Build-Ids", "").split()
+    for copy in copies:
+        build_id = read_elf(copy.source).build_id
+        if build_id is None or build_id in ids:
+            continue
+        rel = debug_file(build_id)
+        level_tree = _unpack_levels(name, variants, [copy.level], work)[copy.level]
+        if not (level_tree / rel).is_file():
+            continue
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(level_tree / rel, tree / rel)
+        ids.append(build_id)
+        added.append(rel)
+    if added:
+        control["Build-Ids"] = " ".join(ids)
+    return added
 
 
 def _assemble_split(

@@ -110,6 +110,7 @@ def _explain_apt_failure(spec: str, output: str) -> str:
 
 def unpack(package: SourcePackage, dest: Path) -> Path:
     """Put a fresh copy of the source tree at ``dest`` (which must not exist)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
     if package.tree is not None:
         shutil.copytree(package.tree, dest, symlinks=True)
     else:

@@ -52,7 +52,12 @@ class Runtime:
 
 
 def unpack_runtime(variant: VariantBuild, dest: Path) -> Runtime:
-    for deb in variant.debs.values():
+    return runtime_from_debs(list(variant.debs.values()), dest)
+
+
+def runtime_from_debs(debs: list[Path], dest: Path) -> Runtime:
+    """Unpack packages into ``dest`` and find the directories that hold their libraries."""
+    for deb in debs:
         extract(deb, dest)
     dirs = sorted({p.parent for p in elf_files(dest) if read_elf(p).is_shared_library})
     return Runtime(root=dest, library_dirs=tuple(dirs))

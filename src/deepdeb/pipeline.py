@@ -144,6 +144,11 @@ def _measure(
                 variants[result.level], work / "runtime" / result.level
             )
     notes = []
+    if "nocheck" in os.environ.get("DEB_BUILD_OPTIONS", "").split():
+        notes.append(
+            "DEB_BUILD_OPTIONS=nocheck: the package's tests did not run at any level, so "
+            "levels were kept on the benchmark alone"
+        )
     if not runtimes[BASELINE].library_dirs:
         notes.append("the package has no shared libraries: glibc-hwcaps cannot apply")
         for result in results[1:]:

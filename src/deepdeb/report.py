@@ -42,11 +42,13 @@ class BuildReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "deepdeb_version": __version__,
-            "recipe": str(self.recipe),
+            "recipe": display_path(self.recipe),
             "source": {
                 "name": self.source_name,
                 "version": self.source_version,
-                "origin": self.source_origin,
+                "origin": display_path(Path(self.source_origin))
+                if self.source_origin.startswith("/")
+                else self.source_origin,
             },
             "host": self.host,
             "layout": self.layout,
@@ -84,6 +86,15 @@ class BuildReport:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2) + "\n"
+
+
+def display_path(path: Path) -> str:
+    """A path relative to the working directory when it lies below it (reports are often
+    committed or shared, and this machine's directory layout means nothing elsewhere)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _size(n: int) -> str:
