@@ -323,6 +323,18 @@ def _unpack_levels(
     return trees
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What both layouts work from: the builds, the kept levels, naming, scratch space."""
+
+    variants: Mapping[str, VariantBuild]
+    kept: list[str]
+    suffix: str
+    source_name: str
+    work: Path
+    epoch: int  # SOURCE_DATE_EPOCH of the stock build, for reproducible mtimes
+
+
 def assemble(
     variants: Mapping[str, VariantBuild],
     kept: list[str],
@@ -337,27 +349,18 @@ def assemble(
     dest.mkdir(parents=True, exist_ok=True)
     if not kept:
         return [_stock(deb, dest) for deb in base.debs.values()]
-    if layout == "split":
-        return _assemble_split(variants, kept, suffix, source_name, work, dest)
-    return _assemble_fat(variants, kept, suffix, source_name, work, dest)
+    plan = _Plan(variants, kept, suffix, source_name, work, source_date_epoch(base))
+    return (_assemble_split if layout == "split" else _assemble_fat)(plan, dest)
 
 
-def _assemble_fat(
-    variants: Mapping[str, VariantBuild],
-    kept: list[str],
-    suffix: str,
-    source_name: str,
-    work: Path,
-    dest: Path,
-) -> list[AssembledPackage]:
-    base = variants[BASELINE]
-    epoch = source_date_epoch(base)
+def _assemble_fat(plan: _Plan, dest: Path) -> list[AssembledPackage]:
+    base = plan.variants[BASELINE]
     siblings = set(base.debs)
     shipped: dict[str, list[LevelCopy]] = {}  # package -> the variant copies it carries
     results = []
     # Libraries first, so that their -dbgsym packages know which variants were added.
     for name, deb in sorted(base.debs.items(), key=lambda item: _is_dbgsym(item[0])):
-        tree = work / "fat" / name
+        tree = plan.work / "fat" / name
         tree.parent.mkdir(parents=True, exist_ok=True)
         run(["dpkg-deb", "-R", deb, tree])
         control = _control(tree)
@@ -365,21 +368,21 @@ def _assemble_fat(
         added: list[str] = []
         libraries = _libraries(tree) if control["Architecture"] != "all" else {}
         if libraries:
-            level_trees = _unpack_levels(name, variants, kept, work)
+            level_trees = _unpack_levels(name, plan.variants, plan.kept, plan.work)
             shipped[name] = select_copies(name, libraries, tree, level_trees)
             for copy in shipped[name]:
                 added += _place(tree, copy)
         if _is_dbgsym(name) and shipped.get(name.removesuffix("-dbgsym")):
             added += _add_debug_files(
-                tree, control, shipped[name.removesuffix("-dbgsym")], variants, name, work
+                plan, tree, control, shipped[name.removesuffix("-dbgsym")], name
             )
         check_no_isa_marker_outside_hwcaps(tree, name)
-        new = old + suffix
+        new = old + plan.suffix
         control["Version"] = new
         for field_name in RELATION_FIELDS:
             if field_name in control:
                 control[field_name] = rewrite_relations(control[field_name], siblings, old, new)
-        source = control.get("Source", source_name).split()[0]
+        source = control.get("Source", plan.source_name).split()[0]
         control["Source"] = f"{source} ({old})"
         if added:
             if not _is_dbgsym(name):
@@ -387,7 +390,7 @@ def _assemble_fat(
             control["Installed-Size"] = str(installed_size_kib(tree))
             _write_md5sums(tree)
         _write_control(tree, control)
-        package = _build_deb(tree, dest, deb.suffix.lstrip("."), epoch)
+        package = _build_deb(tree, dest, deb.suffix.lstrip("."), plan.epoch)
         package.hwcaps_files = [] if _is_dbgsym(name) else added
         results.append(package)
     return sorted(results, key=lambda p: p.file.name)
@@ -403,12 +406,7 @@ def debug_file(build_id: str) -> str:
 
 
 def _add_debug_files(
-    tree: Path,
-    control: Deb822,
-    copies: list[LevelCopy],
-    variants: Mapping[str, VariantBuild],
-    name: str,
-    work: Path,
+    plan: _Plan, tree: Path, control: Deb822, copies: list[LevelCopy], name: str
 ) -> list[str]:
     """Give the variant libraries their debug symbols, from each level's -dbgsym package.
 
@@ -422,7 +420,7 @@ def _add_debug_files(
         if build_id is None or build_id in ids:
             continue
         rel = debug_file(build_id)
-        level_tree = _unpack_levels(name, variants, [copy.level], work)[copy.level]
+        level_tree = _unpack_levels(name, plan.variants, [copy.level], plan.work)[copy.level]
         if not (level_tree / rel).is_file():
             continue
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -434,32 +432,35 @@ def _add_debug_files(
     return added
 
 
-def _assemble_split(
-    variants: Mapping[str, VariantBuild],
-    kept: list[str],
-    suffix: str,
-    source_name: str,
-    work: Path,
-    dest: Path,
-) -> list[AssembledPackage]:
-    base = variants[BASELINE]
-    epoch = source_date_epoch(base)
+def _assemble_split(plan: _Plan, dest: Path) -> list[AssembledPackage]:
+    base = plan.variants[BASELINE]
     results = [_stock(deb, dest) for deb in base.debs.values()]
     for name, deb in base.debs.items():
         if deb.suffix != ".deb":
             continue
-        tree = work / "split-base" / name
+        tree = plan.work / "split-base" / name
         extract(deb, tree)
         libraries = _libraries(tree)
         if not libraries:
             continue
         fields = Deb822(run(["dpkg-deb", "-f", deb]).stdout)
-        level_trees = _unpack_levels(name, variants, kept, work)
+        level_trees = _unpack_levels(name, plan.variants, plan.kept, plan.work)
         copies = select_copies(name, libraries, tree, level_trees)
-        for level in kept:
+        for level in plan.kept:
             mine = [c for c in copies if c.level == level]
             if mine:
-                results.append(_addon(fields, level, mine, suffix, source_name, work, dest, epoch))
+                results.append(
+                    _addon(
+                        fields,
+                        level,
+                        mine,
+                        plan.suffix,
+                        plan.source_name,
+                        plan.work,
+                        dest,
+                        plan.epoch,
+                    )
+                )
     return results
 
 

@@ -158,7 +158,7 @@ def decide(
     base = next(r for r in results if r.level == BASELINE)
     base.kept = True
     base.speedup = 1.0
-    base.reason = "baseline: always shipped in the normal library directory"
+    base.reason = "baseline (always shipped)"
     if base.median is None:
         return
     best_below = 1.0
@@ -196,7 +196,7 @@ def plan_levels(
             result.reason = "not built"
         elif not variant.tests_passed:
             result.tests_passed = False
-            result.reason = "the package's test suite fails at this level"
+            result.reason = "the package's tests fail at this level"
         elif not host.supports(level):
             result.reason = f"cannot run here: this CPU is {host.level}; not shipped unmeasured"
         results.append(result)
