@@ -19,11 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import sandbox
 from .elf import is_elf, read_elf
 from .errors import BuildError, DeepdebError, FlagsNotAppliedError, MissingBuildDepsError
 from .fetch import SourcePackage, unpack
 from .isa import BASELINE, compiler_flags
 from .recipe import Isa
+from .sandbox import NetworkAttempt
 from .util import run
 
 FLAG_VARIABLES = ("CFLAGS", "CXXFLAGS", "FFLAGS", "FCFLAGS", "OBJCFLAGS", "OBJCXXFLAGS")
@@ -45,6 +47,7 @@ class VariantBuild:
     tests_passed: bool
     seconds: float
     tests_tail: str = ""
+    network_attempts: list[NetworkAttempt] = field(default_factory=list)
     debs: dict[str, Path] = field(default_factory=dict)  # binary package -> .deb or .ddeb
 
     @property
@@ -147,15 +150,19 @@ def _build_one(
     progress(level, "unpacking source")
     tree = unpack(package, directory / "src")
     log = directory / "build.log"
+    attempts_log = directory / "network-attempts.jsonl"
     env = build_environment(level, isa, jobs, dict(os.environ))
     flags = env.get("DEB_CFLAGS_APPEND", "")
     # Rebuilt levels only need the architecture-dependent packages.
     cmd = ["dpkg-buildpackage", "-b" if level == BASELINE else "-B", "--no-sign", "--no-pre-clean"]
     log.write_text(f"# deepdeb: {' '.join(cmd)}\n# flags appended: {flags or '(none)'}\n")
+    jailed = sandbox.wrap(cmd, writable=directory, cwd=tree, attempts_log=attempts_log)
+    env = sandbox.scrubbed_env(env, home=sandbox.home(directory), tmp=Path("/tmp"))
     start = time.monotonic()
-    status = _run_logged(cmd, tree, env, log, lambda step: progress(level, step), cancel)
+    status = _run_logged(jailed, tree, env, log, lambda step: progress(level, step), cancel)
     seconds = time.monotonic() - start
     result = VariantBuild(level, directory, log, flags, tests_passed=True, seconds=seconds)
+    result.network_attempts = sandbox.read_attempts(attempts_log)
     if status != 0:
         in_tests = failed_in_tests(log.read_text(errors="replace"))
         if in_tests and level != BASELINE:
@@ -167,7 +174,11 @@ def _build_one(
             return result
         cancel.set()
         raise BuildError(
-            level, log, tail(log), "fails its own test suite" if in_tests else "failed to build"
+            level,
+            log,
+            tail(log),
+            "fails its own test suite" if in_tests else "failed to build",
+            [str(a) for a in result.network_attempts],
         )
     for deb in sorted([*directory.glob("*.deb"), *directory.glob("*.ddeb")]):
         result.debs[deb.name.split("_", 1)[0]] = deb

@@ -54,11 +54,25 @@ def _package_names(unmet: str) -> list[str]:
 class BuildError(DeepdebError):
     """dpkg-buildpackage failed for one ISA level."""
 
-    def __init__(self, level: str, log: Path, tail: str, what: str = "failed to build") -> None:
+    def __init__(
+        self,
+        level: str,
+        log: Path,
+        tail: str,
+        what: str = "failed to build",
+        network: list[str] | None = None,
+    ) -> None:
         self.level = level
         self.log = log
+        self.network = network or []
+        tried = ""
+        if self.network:
+            tried = (
+                "\n--- the build tried to reach the network (refused in the sandbox) ---\n"
+                + "\n".join(self.network)
+            )
         super().__init__(
-            f"level {level} {what}; full log: {log}\n--- last lines of the log ---\n{tail}"
+            f"level {level} {what}; full log: {log}{tried}\n--- last lines of the log ---\n{tail}"
         )
 
 

@@ -177,6 +177,9 @@ def _measure(
         notes=notes,
     )
     for level, variant in variants.items():
+        report.network_attempts += [
+            {"level": level, **asdict(attempt)} for attempt in variant.network_attempts
+        ]
         report.build[level] = {
             "flags": variant.flags,
             "build_seconds": round(variant.seconds, 1),

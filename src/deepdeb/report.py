@@ -33,6 +33,7 @@ class BuildReport:
     loader_notes: list[str] = field(default_factory=list)
     lintian: LintianResult | None = None
     notes: list[str] = field(default_factory=list)
+    network_attempts: list[dict[str, object]] = field(default_factory=list)
     work_dir: Path | None = None  # set when the scratch directory was kept (--keep-work)
 
     @property
@@ -71,6 +72,7 @@ class BuildReport:
                 for r in self.levels
             ],
             "shipped_levels": self.shipped_levels,
+            "network_attempts": self.network_attempts,
             "packages": [p.to_json() for p in self.packages],
             "loader_checks": checks_to_json(self.loader_checks),
             "loader_notes": self.loader_notes,
@@ -134,6 +136,11 @@ def print_report(report: BuildReport, console: Console) -> None:
     console.print(packages)
     ok = sum(c.ok for c in report.loader_checks)
     console.print(f"loader checks: {ok}/{len(report.loader_checks)} picked the expected file")
+    for attempt in report.network_attempts:
+        console.print(
+            f"[yellow]network: the {attempt['level']} build tried {attempt['kind']} "
+            f"{attempt['url'] or attempt['host']} (refused)[/yellow]"
+        )
     for note in [*report.loader_notes, *report.notes]:
         console.print(f"note: {note}")
     if report.lintian is not None and report.lintian.ran:

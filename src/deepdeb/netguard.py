@@ -1,0 +1,131 @@
+"""Run a command with a logging, refusing HTTP proxy and DNS stub in front of it.
+
+This file runs *inside* the build sandbox, where the network namespace has only loopback.
+It must stay standalone (standard library only): deepdeb copies it into the sandbox and
+runs it with the system Python, so that nothing of the host's Python setup is needed there.
+
+Every attempt is appended as one JSON line to the log file:
+``{"kind": "dns"|"http"|"connect", "host": ..., "port": ..., "url": ...}``.
+Usage: ``python3 netguard.py LOGFILE -- COMMAND...``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import socketserver
+import struct
+import subprocess
+import sys
+import threading
+from urllib.parse import urlsplit
+
+_lock = threading.Lock()
+
+
+def _record(log: str, **attempt: object) -> None:
+    line = json.dumps(attempt, sort_keys=True) + "\n"
+    with _lock, open(log, "a", encoding="utf-8") as f:
+        f.write(line)
+
+
+class _ProxyHandler(socketserver.StreamRequestHandler):
+    """Answers every proxy request with 403 after writing down what was asked for."""
+
+    log = ""
+
+    def handle(self) -> None:
+        try:
+            request = self.rfile.readline(8192).decode("latin-1").strip()
+        except OSError:
+            return
+        parts = request.split()
+        if len(parts) < 2:
+            return
+        method, target = parts[0].upper(), parts[1]
+        if method == "CONNECT":
+            host, _, port = target.rpartition(":")
+            _record(
+                self.log, kind="connect", host=host.strip("[]"), port=int(port or 443), url=None
+            )
+        else:
+            url = urlsplit(target)
+            default = 443 if url.scheme == "https" else 80
+            _record(
+                self.log, kind="http", host=url.hostname or "", port=url.port or default, url=target
+            )
+        body = b"deepdeb: builds have no network access\n"
+        self.wfile.write(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+
+
+class _Proxy(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _dns_name(packet: bytes) -> tuple[str, int]:
+    """The first question's name and the offset just after the question."""
+    labels, offset = [], 12
+    while offset < len(packet) and packet[offset]:
+        length = packet[offset]
+        labels.append(packet[offset + 1 : offset + 1 + length].decode("ascii", "replace"))
+        offset += 1 + length
+    return ".".join(labels), offset + 5
+
+
+def _serve_dns(sock: socket.socket, log: str) -> None:
+    """Answer every query NXDOMAIN, recording the name (every resolver gives up at once)."""
+    while True:
+        try:
+            packet, peer = sock.recvfrom(4096)
+        except OSError:
+            return
+        if len(packet) < 12:
+            continue
+        name, end = _dns_name(packet)
+        _record(log, kind="dns", host=name, port=53, url=None)
+        (ident,) = struct.unpack("!H", packet[:2])
+        header = struct.pack("!HHHHHH", ident, 0x8183, 1, 0, 0, 0)  # response, NXDOMAIN
+        sock.sendto(header + packet[12:end], peer)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[1] != "--":
+        print("usage: netguard.py LOGFILE -- COMMAND...", file=sys.stderr)
+        return 2
+    log, command = argv[0], argv[2:]
+    open(log, "a").close()
+    _ProxyHandler.log = log
+    proxy = _Proxy(("127.0.0.1", 0), _ProxyHandler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        dns.bind(("127.0.0.1", 53))
+        threading.Thread(target=_serve_dns, args=(dns, log), daemon=True).start()
+    except OSError as e:  # without the privilege to bind port 53 lookups fail unrecorded
+        print(f"netguard: no DNS stub ({e})", file=sys.stderr)
+    url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    env = dict(os.environ)
+    for name in (
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ftp_proxy",
+        "FTP_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
+        env[name] = url
+    # Test suites may talk to servers of their own on loopback; that is not the network.
+    env["no_proxy"] = env["NO_PROXY"] = "localhost,127.0.0.1,::1"
+    return subprocess.call(command, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
