@@ -106,9 +106,8 @@ def round_order(levels: list[str], round_no: int) -> list[str]:
     """Serpentine interleaving: base, v2, v3, v4, then v4, v3, v2, base, ...
 
     Runs of one level are spread over the whole measurement, so drift (a warming machine,
-    another job) hits every level alike; alternating the direction also cancels the
-    advantage or penalty of running right after another level (measured here: a fixed
-    order made a latency-bound benchmark look 17% faster at the second position).
+    another job) hits every level alike; alternating the direction also evens out any
+    advantage or penalty of running right after a particular other level.
     """
     return list(levels) if round_no % 2 == 0 else list(reversed(levels))
 
