@@ -7,9 +7,11 @@ afresh for every variant so that no build can see another's leftovers.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from debian.deb822 import Dsc
 
 from .errors import SourceError
 from .recipe import Source
-from .util import cache_root, run
+from .util import cache_root, run, sha256_file
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class SourcePackage:
     version: str
     tree: Path | None = None  # a local source tree, copied per build
     dsc: Path | None = None  # a .dsc in the cache, unpacked per build
+    archive: Path | None = None  # a verified tarball in the cache, unpacked per build
 
     @property
     def upstream_version(self) -> str:
@@ -56,8 +59,100 @@ def obtain(source: Source, cache: Path | None = None) -> SourcePackage:
             raise SourceError(f"{source.path}: not a Debian source tree (no debian/control)")
         name, version = read_changelog(source.path)
         return SourcePackage(name=name, version=version, tree=source.path)
+    cache = cache or cache_root()
+    if source.url is not None and source.sha256 is not None:
+        return _from_archive(fetch_url(source.url, source.sha256, cache), source.url)
+    if source.git is not None and source.commit is not None:
+        return _from_archive(fetch_git(source.git, source.commit, cache), source.git)
     assert source.debian is not None
-    return _download(source.debian, (cache or cache_root()) / "debian")
+    return _download(source.debian, cache / "debian")
+
+
+def fetch_url(url: str, sha256: str, cache: Path) -> Path:
+    """Download ``url`` into the content-addressed cache, verified against ``sha256``.
+
+    The file is written under a temporary name and renamed into place only once its hash
+    matches, so the cache never holds a partial or wrong file under a digest's name.
+    """
+    final = cache / "sha256" / sha256
+    if final.is_file() and sha256_file(final) == sha256:
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=final.parent, prefix=".download-")
+    tmp = Path(name)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+        if digest.hexdigest() != sha256:
+            raise SourceError(
+                f"checksum mismatch for {url}\n  expected sha256 {sha256}\n"
+                f"  actual   sha256 {digest.hexdigest()}\nThe download was not kept."
+            )
+        os.replace(tmp, final)
+    except (OSError, ValueError) as e:
+        raise SourceError(f"cannot download {url}: {e}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def fetch_git(url: str, commit: str, cache: Path) -> Path:
+    """Export ``commit`` of a git repository as a tarball in the cache (named by the commit,
+    which is itself a content hash)."""
+    final = cache / "git" / f"{commit}.tar"
+    if final.is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    with tempfile.TemporaryDirectory(dir=final.parent, prefix=".clone-") as tmp:
+        repo = Path(tmp) / "repo.git"
+        run(["git", "init", "-q", "--bare", repo], env=env)
+        got = run(
+            ["git", "-C", repo, "fetch", "-q", "--no-tags", url, commit], env=env, check=False
+        )
+        if got.returncode != 0:  # servers that refuse fetching by id: take everything
+            got = run(
+                ["git", "-C", repo, "fetch", "-q", url, "+refs/*:refs/remotes/r/*"],
+                env=env,
+                check=False,
+            )
+        if got.returncode != 0:
+            raise SourceError(f"cannot fetch {url}: {got.stderr.strip()}")
+        if (
+            run(
+                ["git", "-C", repo, "cat-file", "-e", f"{commit}^{{commit}}"], check=False, env=env
+            ).returncode
+            != 0
+        ):
+            raise SourceError(f"{url} has no commit {commit}")
+        tar = Path(tmp) / "export.tar"
+        run(
+            ["git", "-C", repo, "archive", "--format=tar", "--prefix=src/", "-o", tar, commit],
+            env=env,
+        )
+        os.replace(tar, final)
+    return final
+
+
+def _changelog_in(archive: Path) -> str:
+    """Path of the top-most debian/changelog inside a tarball."""
+    names = run(["tar", "-tf", archive]).stdout.splitlines()
+    candidates = [n for n in names if n.endswith("debian/changelog")]
+    if not candidates:
+        raise SourceError(f"{archive}: no debian/changelog inside; not a Debian source tree")
+    return min(candidates, key=lambda n: n.count("/"))
+
+
+def _from_archive(archive: Path, origin: str) -> SourcePackage:
+    text = run(["tar", "-xOf", archive, _changelog_in(archive)]).stdout
+    try:
+        changelog = Changelog(text, max_blocks=1, strict=True)
+    except Exception as e:
+        raise SourceError(f"{origin}: cannot parse debian/changelog: {e}") from None
+    return SourcePackage(str(changelog.package), str(changelog.version), archive=archive)
 
 
 def _download(spec: str, cache: Path) -> SourcePackage:
@@ -113,6 +208,13 @@ def unpack(package: SourcePackage, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     if package.tree is not None:
         shutil.copytree(package.tree, dest, symlinks=True)
+    elif package.archive is not None:
+        top = _changelog_in(package.archive).removesuffix("debian/changelog").rstrip("/")
+        with tempfile.TemporaryDirectory(
+            dir=dest.parent, prefix=".unpack-", ignore_cleanup_errors=True
+        ) as tmp:
+            run(["tar", "-xf", package.archive, "-C", tmp, "--no-same-owner"])
+            os.replace(Path(tmp) / top if top else Path(tmp), dest)
     else:
         assert package.dsc is not None
         proc = run(["dpkg-source", "-x", package.dsc, dest], check=False)

@@ -21,14 +21,25 @@ from .isa import BASELINE, OPTIONAL_LEVELS, rank
 
 @dataclass(frozen=True)
 class Source:
-    """Where the Debian source package comes from: a local tree or the Debian archive."""
+    """Where the Debian source package comes from. Exactly one of the four is set, and the
+    two remote kinds are always pinned: a download that is not verified is not a source."""
 
     path: Path | None = None  # absolute path of a Debian source tree (has debian/)
     debian: str | None = None  # "name" or "name=version", fetched with apt-get source
+    url: str | None = None  # a tarball of a Debian source tree ...
+    sha256: str | None = None  # ... with its hash
+    git: str | None = None  # a git repository holding a Debian source tree ...
+    commit: str | None = None  # ... at this commit
 
     @property
     def label(self) -> str:
-        return str(self.path) if self.path is not None else str(self.debian)
+        if self.path is not None:
+            return str(self.path)
+        if self.url is not None:
+            return f"{self.url} (sha256 {self.sha256})"
+        if self.git is not None:
+            return f"{self.git} (commit {self.commit})"
+        return str(self.debian)
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,16 @@ def _is_seconds(v: Any) -> str | None:
     return None if ok else "a number of seconds > 0"
 
 
+def _is_sha256(v: Any) -> str | None:
+    ok = isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None
+    return None if ok else "a sha256 digest (64 lowercase hex digits)"
+
+
+def _is_commit(v: Any) -> str | None:
+    ok = isinstance(v, str) and re.fullmatch(r"[0-9a-f]{40}", v) is not None
+    return None if ok else "a full git commit id (40 lowercase hex digits)"
+
+
 def _is_flags(v: Any) -> str | None:
     if not isinstance(v, str):
         return "a string of compiler flags"
@@ -106,7 +127,14 @@ def _is_suffix(v: Any) -> str | None:
 
 
 _SCHEMA: dict[str, dict[str, _Check]] = {
-    "source": {"path": _is_str, "debian": _is_str},
+    "source": {
+        "path": _is_str,
+        "debian": _is_str,
+        "url": _is_str,
+        "sha256": _is_sha256,
+        "git": _is_str,
+        "commit": _is_commit,
+    },
     "isa": {
         "levels": _is_levels,
         "min_speedup": _is_speedup,
@@ -187,11 +215,21 @@ def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
             raise RecipeError(path, f"missing table [{table}]")
 
     src = data["source"]
-    if ("path" in src) == ("debian" in src):
-        raise fail("[source] needs exactly one of 'path' or 'debian'", "source")
+    kinds = [k for k in ("path", "debian", "url", "git") if k in src]
+    if len(kinds) != 1:
+        raise fail("[source] needs exactly one of 'path', 'debian', 'url' or 'git'", "source")
+    for key, pin in (("url", "sha256"), ("git", "commit")):
+        if key in src and pin not in src:
+            raise fail(f"[source] {key} needs '{pin}': unpinned downloads are refused", "source")
+        if pin in src and key not in src:
+            raise fail(f"[source] '{pin}' only goes with '{key}'", "source", pin)
     source = Source(
         path=(path.parent / src["path"]).resolve() if "path" in src else None,
         debian=src.get("debian"),
+        url=src.get("url"),
+        sha256=src.get("sha256"),
+        git=src.get("git"),
+        commit=src.get("commit"),
     )
     if source.debian is not None and not re.fullmatch(
         r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?", source.debian
