@@ -12,12 +12,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
+from . import __version__, inventory
+from .debmatch import SourceIndex
 from .errors import DeepdebError
 from .isa import LEVELS, host_cpu, level_features
 from .pipeline import LAYOUTS, run_build
 from .recipe import load_recipe, with_levels
-from .report import print_report
+from .report import print_inventory, print_report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +42,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--keep-work", action="store_true", help="keep the build directories")
     build.add_argument("--no-lintian", action="store_true", help="skip the lintian check")
+
+    inv = sub.add_parser(
+        "inventory", help="list every external download a source tree declares (static scan)"
+    )
+    inv.add_argument("path", type=Path)
+    inv.add_argument("--format", choices=("table", "json"), default="table")
+    inv.add_argument(
+        "--no-debian", action="store_true", help="skip matching against apt's source index"
+    )
     return parser
+
+
+def _cmd_inventory(args: argparse.Namespace, out: Console) -> int:
+    if not args.path.is_dir():
+        raise DeepdebError(f"{args.path}: not a directory")
+    index = None if args.no_debian else SourceIndex.from_apt()
+    result = inventory.scan(args.path, index)
+    if args.format == "json":
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print_inventory(result, out)
+    return 0
 
 
 def _cmd_cpu(args: argparse.Namespace, out: Console) -> int:
@@ -88,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "cpu":
             return _cmd_cpu(args, out)
+        if args.command == "inventory":
+            return _cmd_inventory(args, out)
         return _cmd_build(args, out, err)
     except DeepdebError as e:
         err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)

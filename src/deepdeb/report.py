@@ -12,6 +12,7 @@ from rich.table import Table
 
 from . import __version__
 from .assemble import AssembledPackage
+from .inventory import Inventory
 from .measure import LevelResult
 from .verify import LintianResult, LoaderCheck, checks_to_json
 
@@ -147,3 +148,32 @@ def print_report(report: BuildReport, console: Console) -> None:
         console.print(
             f"lintian: {len(report.lintian.errors)} errors, {len(report.lintian.warnings)} warnings"
         )
+
+
+def print_inventory(result: Inventory, console: Console) -> None:
+    table = Table(title=f"external inputs declared under {display_path(result.root)}")
+    for col in ("kind", "name", "version", "pinned", "declared at", "Debian", "url"):
+        table.add_column(col, overflow="fold")
+    for item in result.inputs:
+        pin = item.hash.split(":", 1)[0] if item.hash else "[red]unpinned[/red]"
+        extra = " (2nd level)" if item.second_level else ""
+        table.add_row(
+            item.kind,
+            item.name,
+            item.version or "",
+            pin,
+            f"{item.file}:{item.line}",
+            f"{item.debian} ({item.debian_match})" if item.debian else "no match",
+            (item.urls[0] if item.urls else "") + extra,
+        )
+    console.print(table)
+    s = result.summary()
+    matched = (
+        f"{s['matched_in_debian']} matched in Debian"
+        if result.debian_index
+        else "Debian matching skipped (no apt source index)"
+    )
+    console.print(
+        f"{s['inputs']} inputs, {s['pinned']} pinned, {matched}, "
+        f"{s['second_level']} second-level; {s['files_scanned']} files scanned"
+    )
