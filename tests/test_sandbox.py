@@ -12,7 +12,7 @@ import pytest
 from conftest import FIXTURES, build
 
 from deepdeb import sandbox
-from deepdeb.errors import BuildError
+from deepdeb.errors import BenchmarkError, BuildError
 from deepdeb.report import BuildReport
 
 pytestmark = pytest.mark.slow
@@ -122,3 +122,18 @@ def test_host_config_files_are_hidden(tmp_path: Path) -> None:
         if created:
             home_netrc.unlink()
     assert "secret" not in out and out.strip() == "end"
+
+
+def test_benchmark_runs_without_network(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        (FIXTURES / "vecmath.toml")
+        .read_text()
+        .replace('path = "vecmath-1.0"', f'path = "{FIXTURES / "vecmath-1.0"}"')
+        .replace(
+            'command = "vecmath-bench 50000"',
+            'command = "getent hosts deb.debian.org || { echo offline >&2; exit 7; }"',
+        )
+    )
+    with pytest.raises(BenchmarkError, match=r"\(exit 7\)(.|\n)*offline"):
+        build(recipe, tmp_path / "out", levels=["x86-64-v3"])

@@ -95,8 +95,7 @@ def name_candidates(kind: str, name: str) -> list[str]:
         return [f"golang-{h}-{rest}".rstrip("-") for h in dict.fromkeys(hosts)]
     if kind == "npm":
         return [f"node-{base.lstrip('@').replace('/', '-')}"]
-    tail = base.rsplit("-", 1)[-1] if base.count("-") else base
-    return [base, f"lib{base}", base.removeprefix("lib"), tail]
+    return list(dict.fromkeys([base, f"lib{base}", base.removeprefix("lib")]))
 
 
 class SourceIndex:

@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import sandbox
 from .build import VariantBuild, elf_files, extract
 from .elf import read_elf
 from .errors import BenchmarkError
@@ -87,15 +89,24 @@ def run_benchmarks(
     runtimes: Mapping[str, Runtime],
     cwd: Path,
     progress: Callable[[str, int, int], None] = lambda level, done, total: None,
+    scratch: Path | None = None,
 ) -> dict[str, list[float]]:
-    """Interleaved timed runs of the benchmark command; returns wall seconds per level."""
+    """Interleaved timed runs of the benchmark command; returns wall seconds per level.
+
+    The command is recipe code, so it runs sandboxed (no network, read-only system) with
+    ``scratch`` as its writable TMPDIR, shared by all runs.
+    """
     levels = list(runtimes)
-    envs = {level: benchmark_env(level, runtimes, os.environ) for level in levels}
+    scratch = scratch or Path(tempfile.mkdtemp(prefix="deepdeb-bench-"))
+    envs = {
+        level: dict(benchmark_env(level, runtimes, os.environ), TMPDIR=str(scratch))
+        for level in levels
+    }
     times: dict[str, list[float]] = {level: [] for level in levels}
     rounds = benchmark.warmup + benchmark.repeat
     for round_no in range(rounds):
         for level in round_order(levels, round_no):
-            seconds = _timed_run(benchmark, envs[level], cwd, level)
+            seconds = _timed_run(benchmark, envs[level], cwd, level, scratch)
             if round_no >= benchmark.warmup:
                 times[level].append(seconds)
             progress(level, round_no + 1, rounds)
@@ -112,11 +123,14 @@ def round_order(levels: list[str], round_no: int) -> list[str]:
     return list(levels) if round_no % 2 == 0 else list(reversed(levels))
 
 
-def _timed_run(benchmark: Benchmark, env: dict[str, str], cwd: Path, level: str) -> float:
+def _timed_run(
+    benchmark: Benchmark, env: dict[str, str], cwd: Path, level: str, scratch: Path
+) -> float:
+    command = sandbox.wrap_benchmark(["/bin/sh", "-c", benchmark.command], scratch, cwd)
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            ["/bin/sh", "-c", benchmark.command],
+            command,
             cwd=cwd,
             env=env,
             stdout=subprocess.DEVNULL,

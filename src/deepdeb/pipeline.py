@@ -162,7 +162,7 @@ def _measure(
         def tick(level: str, done: int, rounds: int) -> None:
             progress.update(task, advance=1, description=f"{bench.command} [{level}]")
 
-        times = run_benchmarks(bench, runtimes, recipe.directory, tick)
+        times = run_benchmarks(bench, runtimes, recipe.directory, tick, work / "bench-tmp")
     decide(results, times, recipe.isa.min_speedup)
     report = BuildReport(
         recipe=recipe.path,
