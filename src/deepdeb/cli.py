@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,13 +13,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, inventory
+from . import __version__, audit, inventory
 from .debmatch import SourceIndex
 from .errors import DeepdebError
 from .isa import LEVELS, host_cpu, level_features
 from .pipeline import LAYOUTS, run_build
 from .recipe import load_recipe, with_levels
-from .report import print_inventory, print_report
+from .report import print_audit, print_inventory, print_report
+from .util import atomic_write_text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,7 +53,29 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument(
         "--no-debian", action="store_true", help="skip matching against apt's source index"
     )
+
+    aud = sub.add_parser("audit", help="licence verdict: archive area and redistributability")
+    aud.add_argument("target", type=Path, help="a recipe, a source tree, a .deb or a .whl")
+    aud.add_argument("--format", choices=("table", "json"), default="table")
+    aud.add_argument(
+        "--write-copyright", type=Path, metavar="FILE", help="write a DEP-5 debian/copyright draft"
+    )
     return parser
+
+
+def _cmd_audit(args: argparse.Namespace, out: Console) -> int:
+    if not args.target.exists():
+        raise DeepdebError(f"{args.target}: no such file or directory")
+    with tempfile.TemporaryDirectory(prefix="deepdeb-audit-") as tmp:
+        result = audit.audit_target(args.target, Path(tmp))
+    if args.write_copyright:
+        text = audit.copyright_file(result.verdict, result.upstream_name, result.source)
+        atomic_write_text(args.write_copyright, text)
+    if args.format == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print_audit(result, out)
+    return 0
 
 
 def _cmd_inventory(args: argparse.Namespace, out: Console) -> int:
@@ -112,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_cpu(args, out)
         if args.command == "inventory":
             return _cmd_inventory(args, out)
+        if args.command == "audit":
+            return _cmd_audit(args, out)
         return _cmd_build(args, out, err)
     except DeepdebError as e:
         err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)

@@ -65,6 +65,9 @@ class Recipe:
     isa: Isa
     benchmark: Benchmark
     version_suffix: str = "+hwcaps1"
+    models: tuple[dict[str, str], ...] = ()
+    datasets: tuple[dict[str, str], ...] = ()
+    depends: tuple[str, ...] = ()  # Debian packages it needs beyond its debian/control
 
     @property
     def directory(self) -> Path:
@@ -121,6 +124,11 @@ def _is_flags(v: Any) -> str | None:
     return None
 
 
+def _is_names(v: Any) -> str | None:
+    ok = isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+    return None if ok else "a list of Debian package names"
+
+
 def _is_suffix(v: Any) -> str | None:
     ok = isinstance(v, str) and re.fullmatch(r"\+[a-z0-9][a-z0-9.+~]*", v) is not None
     return None if ok else 'a Debian version suffix starting with "+" (e.g. "+hwcaps1")'
@@ -148,7 +156,18 @@ _SCHEMA: dict[str, dict[str, _Check]] = {
         "timeout": _is_seconds,
     },
     "package": {"version_suffix": _is_suffix},
+    "audit": {"depends": _is_names},
 }
+_ML_KEYS = (
+    "name",
+    "license",
+    "training_data",
+    "training_data_license",
+    "training_program",
+    "url",
+    "sha256",
+)
+_ARRAYS = {"model": _ML_KEYS, "dataset": _ML_KEYS}
 _REQUIRED_TABLES = ("source", "isa", "benchmark")
 
 
@@ -157,7 +176,7 @@ def _line_of(text: str, table: str, key: str | None = None) -> int | None:
     current = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        header = re.fullmatch(r"\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?", line)
+        header = re.fullmatch(r"\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?", line)
         if header:
             current = header.group(1)
             if key is None and current == table:
@@ -171,8 +190,12 @@ def _line_of(text: str, table: str, key: str | None = None) -> int | None:
     return None
 
 
-def load_recipe(path: Path) -> Recipe:
-    """Read and validate a recipe file; raises RecipeError with file and line."""
+def load_recipe(path: Path, for_build: bool = True) -> Recipe:
+    """Read and validate a recipe file; raises RecipeError with file and line.
+
+    ``for_build=False`` (deepdeb audit) accepts recipes without [isa] and [benchmark]: a
+    model or dataset can be audited before anyone knows how to build it.
+    """
     path = Path(path).absolute()
     try:
         text = path.read_text(encoding="utf-8")
@@ -185,6 +208,9 @@ def load_recipe(path: Path) -> Recipe:
         raise RecipeError(
             path, f"not valid TOML: {e}", int(match.group(1)) if match else None
         ) from None
+    if not for_build:
+        data.setdefault("isa", {"levels": ["x86-64-v3"]})
+        data.setdefault("benchmark", {"command": "true"})
     return parse_recipe(path, text, data)
 
 
@@ -194,11 +220,29 @@ def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
     def fail(message: str, table: str, key: str | None = None) -> RecipeError:
         return RecipeError(path, message, _line_of(text, table, key) or _line_of(text, table))
 
+    ml: dict[str, tuple[dict[str, str], ...]] = {}
+    for table, keys in _ARRAYS.items():
+        entries = data.pop(table, [])
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise fail(f"[[{table}]] must be an array of tables", table)
+        for entry in entries:
+            for key, item in entry.items():
+                if key not in keys:
+                    raise fail(
+                        f"[[{table}]] unknown key '{key}' (known: {', '.join(keys)})", table, key
+                    )
+                if not isinstance(item, str):
+                    raise fail(f"[[{table}]] {key}: expected a string, got {item!r}", table, key)
+            if "name" not in entry or "license" not in entry:
+                raise fail(f"[[{table}]] needs 'name' and 'license'", table)
+        ml[table] = tuple(entries)
     for table, value in data.items():
         if table not in _SCHEMA:
             known = ", ".join(f"[{t}]" for t in _SCHEMA)
             raise RecipeError(
-                path, f"unknown table [{table}] (known: {known})", _line_of(text, table)
+                path,
+                f"unknown table [{table}] (known: {known}, [[model]], [[dataset]])",
+                _line_of(text, table),
             )
         if not isinstance(value, dict):
             raise fail(f"[{table}] must be a table", table)
@@ -263,7 +307,16 @@ def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
         timeout=float(bench.get("timeout", Benchmark.timeout)),
     )
     suffix = data.get("package", {}).get("version_suffix", Recipe.version_suffix)
-    return Recipe(path=path, source=source, isa=isa, benchmark=benchmark, version_suffix=suffix)
+    return Recipe(
+        path=path,
+        source=source,
+        isa=isa,
+        benchmark=benchmark,
+        version_suffix=suffix,
+        models=ml["model"],
+        datasets=ml["dataset"],
+        depends=tuple(data.get("audit", {}).get("depends", [])),
+    )
 
 
 def with_levels(recipe: Recipe, levels: list[str]) -> Recipe:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from . import __version__
 from .assemble import AssembledPackage
+from .audit import AuditResult
 from .inventory import Inventory
 from .measure import LevelResult
 from .verify import LintianResult, LoaderCheck, checks_to_json
@@ -177,3 +178,26 @@ def print_inventory(result: Inventory, console: Console) -> None:
         f"{s['inputs']} inputs, {s['pinned']} pinned, {matched}, "
         f"{s['second_level']} second-level; {s['files_scanned']} files scanned"
     )
+
+
+def print_audit(result: AuditResult, console: Console) -> None:
+    v = result.verdict
+    table = Table(title=f"licences in {result.target}")
+    for col in ("licence (SPDX)", "class", "files", "example"):
+        table.add_column(col, overflow="fold")
+    groups: dict[tuple[str, str], list[str]] = {}
+    for f in v.files:
+        groups.setdefault((f.spdx or "unknown", f.classification), []).append(f.path)
+    for (spdx, cls), paths in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        color = {"free": "green", "non-free": "yellow"}.get(cls, "red")
+        table.add_row(spdx, f"[{color}]{cls}[/{color}]", str(len(paths)), paths[0])
+    console.print(table)
+    for m in v.ml:
+        missing = f": {'; '.join(m.missing)}" if m.missing else ""
+        console.print(f"{m.kind} {m.name} ({m.license}): [bold]{m.category}[/bold]{missing}")
+    console.print(f"area: [bold]{v.area}[/bold]")
+    for reason in v.area_reasons:
+        console.print(f"  {reason}")
+    console.print(f"redistributable: [bold]{'yes' if v.redistributable else 'no'}[/bold]")
+    for reason in v.redistributable_reasons:
+        console.print(f"  {reason}")

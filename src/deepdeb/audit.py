@@ -1,0 +1,549 @@
+"""Audit stage: the licence verdict of a source tree or package, and where it may go.
+
+Per file, the licence comes from (in this order) Debian's ``licensecheck``, the texts
+licensecheck does not name (fingerprints in ``data/licenses.toml``), the maintainer's
+DEP-5 ``debian/copyright``, the nearest LICENSE/COPYING file, and package-wide
+declarations (a wheel's METADATA, an unpacked .deb's copyright file). Every licence is
+normalised to an SPDX expression and classified with the table in ``data/licenses.toml``;
+what the table does not know is "unknown" and needs a human, never silently free.
+
+The archive area follows Debian Policy 2.2: main (all free, needs nothing outside main),
+contrib (free, needs something outside main), non-free (not DFSG-free but may be
+redistributed), and local-only (may not be redistributed at all: build it on the
+user's machine from the recipe, never publish the .deb).
+"""
+
+from __future__ import annotations
+
+import email.parser
+import functools
+import os
+import re
+import tomllib
+import zipfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from debian.copyright import Copyright, FilesParagraph, Header, License, LicenseParagraph
+from debian.deb822 import Deb822, PkgRelation
+from license_expression import ExpressionError, get_spdx_licensing
+
+from .errors import DeepdebError
+from .util import run
+
+SEVERITY = ("free", "non-free", "unknown", "not-redistributable")
+AREA_ORDER = ("main", "contrib", "non-free", "local-only")
+_DECLARATION = re.compile(r"^(LICEN[CS]E|COPYING|COPYRIGHT)([._-].*)?$", re.I)
+
+
+@dataclass(frozen=True)
+class LicenseTable:
+    classes: dict[str, tuple[str, str]]  # SPDX id -> (class, reason)
+    debian: dict[str, str]  # Debian short name -> SPDX id
+    fingerprints: list[tuple[re.Pattern[str], str]]
+
+
+@functools.cache
+def table() -> LicenseTable:
+    data = tomllib.loads(resources.files("deepdeb").joinpath("data/licenses.toml").read_text())
+    return LicenseTable(
+        classes={k: (v["class"], v["reason"]) for k, v in data["license"].items()},
+        debian=dict(data["debian"]),
+        fingerprints=[
+            (re.compile(f["pattern"], re.I | re.S), f["spdx"]) for f in data["fingerprint"]
+        ],
+    )
+
+
+# --- expressions -------------------------------------------------------------------------
+
+
+def normalise(text: str | None) -> str | None:
+    """An SPDX expression from licensecheck's, DEP-5's or a metadata field's wording."""
+    if not text or text.strip().upper() in ("UNKNOWN", "NONE", "GENERATED FILE"):
+        return None
+    expr = text.strip()
+    expr = re.sub(r"\s+and/or\s+|\s+or\s+", " OR ", expr)
+    expr = re.sub(r"\s+and\s+", " AND ", expr)
+    expr = re.sub(r",\s*", " AND ", expr)
+    names = table().debian
+    expr = " ".join(names.get(token, token) for token in expr.split())
+    try:
+        return str(get_spdx_licensing().parse(expr).render())
+    except ExpressionError:
+        return None
+
+
+def classify(expression: str | None) -> tuple[str, str]:
+    """(class, reason) of an SPDX expression: OR takes the best choice, AND the worst."""
+    if expression is None:
+        return "unknown", "no licence found: needs human review"
+    try:
+        parsed = get_spdx_licensing().parse(expression)
+    except ExpressionError:
+        return "unknown", f"cannot parse {expression!r}: needs human review"
+    return _evaluate(parsed)
+
+
+def _evaluate(node: Any) -> tuple[str, str]:
+    name = type(node).__name__
+    if name in ("AND", "OR"):
+        parts = [_evaluate(arg) for arg in node.args]
+        pick = max if name == "AND" else min
+        return pick(parts, key=lambda p: SEVERITY.index(p[0]))
+    key = str(getattr(node, "key", node))
+    if key in table().classes:
+        return table().classes[key]
+    return "unknown", f"{key} is not in deepdeb's licence table: needs human review"
+
+
+# --- scanning ----------------------------------------------------------------------------
+
+
+@dataclass
+class Finding:
+    path: str
+    spdx: str | None
+    classification: str
+    source: str  # licensecheck, fingerprint, debian-copyright, license-file, package
+    copyright: str = ""
+    reason: str = ""
+
+
+def _fingerprint(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            text = f.read(65536).decode("utf-8", "replace")
+    except OSError:
+        return None
+    for pattern, spdx in table().fingerprints:
+        match = pattern.search(text)
+        if match:
+            return normalise(match.expand(spdx.replace("$1", r"\1")) if "$1" in spdx else spdx)
+    return None
+
+
+def _licensecheck(root: Path) -> dict[str, tuple[str | None, str]]:
+    proc = run(
+        [
+            "licensecheck",
+            "--recursive",
+            "--machine",
+            "--copyright",
+            "--shortname-scheme=spdx",
+            "--check=.",
+            str(root),
+        ],
+        check=False,
+    )
+    if proc.returncode not in (0, 1) and not proc.stdout:
+        raise DeepdebError(f"licensecheck failed: {proc.stderr.strip()[-500:]}")
+    results = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2:
+            copyright_ = parts[2] if len(parts) > 2 and not parts[2].startswith("*No") else ""
+            results[os.path.relpath(parts[0], root)] = (normalise(parts[1]), copyright_)
+    return results
+
+
+def _dep5(path: Path) -> Copyright | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return Copyright(f, strict=False)
+    except (OSError, ValueError, Exception):  # python-debian raises its own errors
+        return None
+
+
+def _dep5_license(copyright_: Copyright, rel: str) -> str | None:
+    paragraph = copyright_.find_files_paragraph(rel)
+    license_ = getattr(paragraph, "license", None) if paragraph is not None else None
+    return normalise(getattr(license_, "synopsis", None)) if license_ is not None else None
+
+
+def _metadata_license(path: Path) -> str | None:
+    message = email.parser.Parser().parsestr(path.read_text(errors="replace"))
+    for field_name in ("License-Expression", "License"):
+        value = message.get(field_name)
+        found = normalise(value) if value else None
+        if found and classify(found)[0] != "unknown":
+            return found
+    return None
+
+
+def _files(root: Path) -> list[str]:
+    found = []
+    for directory, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (".git", ".svn", ".hg")]
+        found += [os.path.relpath(os.path.join(directory, n), root) for n in names]
+    return sorted(found)
+
+
+def scan(root: Path) -> list[Finding]:
+    """Per-file licence findings for every file under ``root``."""
+    root = root.resolve()
+    checked = _licensecheck(root)
+    files = _files(root)
+    declarations: dict[str, str] = {}  # directory -> expression of its LICENSE/COPYING
+    package_wide: list[tuple[str, str]] = []  # (expression, where it comes from)
+    source_dep5 = _dep5(root / "debian" / "copyright")
+    for rel in files:
+        name, directory = os.path.basename(rel), os.path.dirname(rel)
+        if _DECLARATION.match(name):
+            # A licence file is read as a whole: a known text (an EULA that quotes
+            # third-party notices) beats licensecheck's reading of the notices in it.
+            expr = _fingerprint(root / rel) or checked.get(rel, (None, ""))[0]
+            if expr and directory not in declarations:
+                declarations[directory] = expr
+        if name == "METADATA" and directory.endswith(".dist-info"):
+            expr = _metadata_license(root / rel)
+            if expr:
+                package_wide.append((expr, rel))
+        if name == "copyright" and re.fullmatch(r"usr/share/doc/[^/]+", directory):
+            dep5 = _dep5(root / rel)
+            expr = _dep5_license(dep5, "*") if dep5 else None
+            if expr:
+                package_wide.append((expr, rel))
+    findings = []
+    for rel in files:
+        expr, holder = checked.get(rel, (None, ""))
+        source = "licensecheck"
+        if _DECLARATION.match(os.path.basename(rel)) and (text := _fingerprint(root / rel)):
+            expr, source = text, "fingerprint"
+        if expr is None and (expr := _fingerprint(root / rel)):
+            source = "fingerprint"
+        if expr is None and source_dep5 is not None and (expr := _dep5_license(source_dep5, rel)):
+            source = "debian-copyright"
+        if expr is None:
+            directory = os.path.dirname(rel)
+            while True:
+                if directory in declarations:
+                    expr, source = declarations[directory], "license-file"
+                    break
+                if not directory:
+                    break
+                directory = os.path.dirname(directory)
+        if expr is None and package_wide:
+            expr, source = package_wide[0][0], "package"
+        cls, reason = classify(expr)
+        findings.append(Finding(rel, expr, cls, source if expr else "none", holder, reason))
+    return findings
+
+
+# --- models, datasets, dependencies ------------------------------------------------------
+
+UNAVAILABLE = {"", "unknown", "private", "undisclosed", "none", "proprietary"}
+
+
+@dataclass
+class MlVerdict:
+    kind: str  # "model" or "dataset"
+    name: str
+    license: str | None
+    category: str  # Free Model / ToxicCandy / non-free; free dataset / non-free dataset
+    classification: str
+    missing: list[str] = field(default_factory=list)
+
+
+def ml_verdict(kind: str, entry: dict[str, str]) -> MlVerdict:
+    """Debian ML-Policy: Free Model needs a free licence, free and public training data,
+    and the free training program; free licence without those is ToxicCandy."""
+    license_ = normalise(entry.get("license"))
+    cls, reason = classify(license_)
+    name = entry.get("name", "?")
+    if kind == "dataset":
+        if cls == "free":
+            return MlVerdict(kind, name, license_, "free dataset", "free")
+        return MlVerdict(kind, name, license_, "non-free dataset", cls, [f"licence: {reason}"])
+    if cls != "free":
+        return MlVerdict(kind, name, license_, "non-free", cls, [f"licence: {reason}"])
+    missing = []
+    data = entry.get("training_data", "").strip()
+    if data.lower() in UNAVAILABLE:
+        missing.append(f"training data is not public (declared: {data or 'nothing'})")
+    else:
+        data_cls = classify(normalise(entry.get("training_data_license")))[0]
+        if data_cls != "free":
+            missing.append("training data licence is not free or not declared")
+    if entry.get("training_program", "").strip().lower() in UNAVAILABLE:
+        missing.append("training program is not available")
+    if missing:
+        return MlVerdict(kind, name, license_, "ToxicCandy", "non-free", missing)
+    return MlVerdict(kind, name, license_, "Free Model", "free")
+
+
+def package_areas(names: Iterable[str]) -> dict[str, str | None]:
+    """Archive area of Debian binary packages (None: not in the archive)."""
+    wanted = sorted(set(names))
+    areas: dict[str, str | None] = dict.fromkeys(wanted)
+    if not wanted:
+        return areas
+    out = run(["apt-cache", "show", "--no-all-versions", *wanted], check=False).stdout
+    for para in Deb822.iter_paragraphs(out):
+        section = para.get("Section", "")
+        area = section.split("/", 1)[0] if "/" in section else "main"
+        areas[para["Package"]] = "non-free" if area.startswith("non-free") else area
+    return areas
+
+
+def control_dependencies(tree: Path) -> list[list[str]]:
+    """Build-Depends and Depends of a Debian source tree, as lists of alternatives."""
+    path = tree / "debian" / "control"
+    if not path.is_file():
+        return []
+    own = set()
+    relations: list[list[str]] = []
+    paragraphs = list(Deb822.iter_paragraphs(path.read_text()))
+    for para in paragraphs:
+        if "Package" in para:
+            own.add(para["Package"])
+    for para in paragraphs:
+        for field_name in ("Build-Depends", "Build-Depends-Arch", "Depends", "Pre-Depends"):
+            value = re.sub(r"\$\{[^}]+\}", "", para.get(field_name, ""))
+            for alternatives in PkgRelation.parse_relations(value):
+                names = [a["name"] for a in alternatives if a["name"]]
+                if names and not set(names) & own:
+                    relations.append(names)
+    return relations
+
+
+# --- the verdict -------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    area: str
+    redistributable: bool
+    area_reasons: list[str]
+    redistributable_reasons: list[str]
+    files: list[Finding]
+    ml: list[MlVerdict] = field(default_factory=list)
+    dependencies: dict[str, str | None] = field(default_factory=dict)
+    files_excluded: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "area": self.area,
+            "redistributable": self.redistributable,
+            "area_reasons": self.area_reasons,
+            "redistributable_reasons": self.redistributable_reasons,
+            "models": [asdict(m) for m in self.ml if m.kind == "model"],
+            "datasets": [asdict(m) for m in self.ml if m.kind == "dataset"],
+            "dependencies": self.dependencies,
+            "files_excluded": self.files_excluded,
+            "files": [asdict(f) for f in self.files],
+            "summary": {c: sum(f.classification == c for f in self.files) for c in SEVERITY},
+        }
+
+
+def _listing(paths: list[str], limit: int = 5) -> str:
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return ", ".join(paths[:limit]) + more
+
+
+def decide(
+    files: list[Finding],
+    ml: list[MlVerdict] | None = None,
+    dependencies: list[list[str]] | None = None,
+) -> Verdict:
+    """The archive area and redistributability, each with the reasons that decided it."""
+    ml = ml or []
+    by_class: dict[str, list[str]] = {c: [] for c in SEVERITY}
+    for f in files:
+        by_class[f.classification].append(f.path)
+    for m in ml:
+        by_class[m.classification].append(f"{m.kind} {m.name}")
+    area_reasons: list[str] = []
+    redis_reasons: list[str] = []
+    if by_class["not-redistributable"]:
+        area = "local-only"
+        why = {f.reason for f in files if f.classification == "not-redistributable"}
+        why |= {"; ".join(m.missing) for m in ml if m.classification == "not-redistributable"}
+        redis_reasons.append(
+            "may not be redistributed: "
+            f"{_listing(by_class['not-redistributable'])} ({'; '.join(sorted(why))})"
+        )
+    if by_class["unknown"]:
+        area = "local-only"
+        redis_reasons.append(
+            f"licence unknown, needs human review: {_listing(by_class['unknown'])}"
+        )
+    redistributable = not redis_reasons
+    if not redistributable:
+        area_reasons.append(
+            "local-only: the .deb may be built from the recipe on the user's "
+            "machine but never published"
+        )
+    elif by_class["non-free"]:
+        area = "non-free"
+        because = sorted(
+            {f.reason for f in files if f.classification == "non-free"}
+            | {
+                f"{m.name} is {m.category}: " + "; ".join(m.missing)
+                for m in ml
+                if m.classification == "non-free"
+            }
+        )
+        area_reasons.append(
+            f"not DFSG-free: {_listing(by_class['non-free'])} ({'; '.join(because)})"
+        )
+        redis_reasons.append("non-free but redistributable")
+    else:
+        area = "main"
+        redis_reasons.append("every licence is DFSG-free")
+    deps = package_areas(n for alts in dependencies or [] for n in alts)
+    if redistributable and area == "main":
+        outside = []
+        for alts in dependencies or []:
+            best = min((AREA_ORDER.index(deps[n] or "local-only") for n in alts), default=0)
+            if best > 0:
+                outside.append(" | ".join(f"{n} ({deps[n] or 'not in the archive'})" for n in alts))
+        if outside:
+            area = "contrib"
+            area_reasons.append(f"free, but needs packages outside main: {_listing(outside)}")
+        else:
+            area_reasons.append("all free, and everything it needs is in main")
+    return Verdict(
+        area,
+        redistributable,
+        area_reasons,
+        redis_reasons,
+        files,
+        ml,
+        deps,
+        files_excluded=sorted(by_class["not-redistributable"]),
+    )
+
+
+# --- DEP-5 ---------------------------------------------------------------------------------
+
+_COMMON = {
+    "Apache-2.0": "Apache-2.0",
+    "GPL-2.0-only": "GPL-2",
+    "GPL-2.0-or-later": "GPL-2",
+    "GPL-3.0-only": "GPL-3",
+    "GPL-3.0-or-later": "GPL-3",
+    "LGPL-2.1-only": "LGPL-2.1",
+    "LGPL-2.1-or-later": "LGPL-2.1",
+    "LGPL-3.0-only": "LGPL-3",
+    "LGPL-3.0-or-later": "LGPL-3",
+    "MPL-2.0": "MPL-2.0",
+    "CC0-1.0": "CC0-1.0",
+}
+
+
+def _dep5_name(spdx: str) -> str:
+    reverse = {v: k for k, v in table().debian.items() if k != v}
+    for key, short in sorted(reverse.items(), key=lambda kv: -len(kv[0])):
+        spdx = re.sub(rf"(?<![\w.+-]){re.escape(key)}(?![\w.+-])", short, spdx)
+    return spdx.replace(" OR ", " or ").replace(" AND ", " and ")
+
+
+def copyright_file(verdict: Verdict, upstream_name: str, source: str) -> str:
+    """A DEP-5 debian/copyright draft: files grouped by licence and copyright holder."""
+    header = Header()
+    header["Upstream-Name"] = upstream_name
+    header["Source"] = source
+    disclaimers = [
+        f"{m.name} is a {m.category} under Debian's ML-Policy: " + "; ".join(m.missing)
+        for m in verdict.ml
+        if m.kind == "model" and m.missing
+    ]
+    if verdict.area != "main" or disclaimers:
+        header["Disclaimer"] = "\n".join(
+            [f"This package is not part of Debian's main area ({verdict.area}).", *disclaimers]
+        )
+    if verdict.files_excluded:
+        header["Files-Excluded"] = "\n".join(verdict.files_excluded)
+    copyright_ = Copyright()
+    copyright_.header = header
+    groups: dict[tuple[str, str], list[str]] = {}
+    for f in verdict.files:
+        if f.path in verdict.files_excluded:
+            continue
+        key = (_dep5_name(f.spdx) if f.spdx else "UNKNOWN", f.copyright or "UNKNOWN")
+        groups.setdefault(key, []).append(f.path.replace(" ", "?"))
+    for (license_, holder), paths in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        copyright_.add_files_paragraph(
+            FilesParagraph.create(paths, holder, _license(license_, None))
+        )
+    for license_ in sorted({k[0] for k in groups}):
+        spdx = next(
+            (f.spdx for f in verdict.files if f.spdx and _dep5_name(f.spdx) == license_), None
+        )
+        copyright_.add_license_paragraph(LicenseParagraph.create(_license(license_, spdx)))
+    return str(copyright_.dump())
+
+
+def _license(name: str, spdx: str | None) -> License:
+    if spdx is None:
+        return License(name)
+    common = _COMMON.get(spdx.split()[0])
+    if common:
+        text = (
+            f"On Debian systems, the full text of this licence is in\n"
+            f"/usr/share/common-licenses/{common}."
+        )
+    else:
+        reason = classify(spdx)[1]
+        text = f"{reason}.\nThe full text is in the upstream sources."
+    return License(name, text)
+
+
+# --- what `deepdeb audit` is pointed at -----------------------------------------------------
+
+
+@dataclass
+class AuditResult:
+    target: str
+    verdict: Verdict
+    upstream_name: str
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, **self.verdict.to_json()}
+
+
+def audit_target(target: Path, work: Path) -> AuditResult:
+    """Audit a recipe, a source tree, a .deb or a wheel (unpacked under ``work``)."""
+    from .fetch import obtain, unpack
+    from .recipe import load_recipe
+
+    if target.suffix == ".toml":
+        recipe = load_recipe(target, for_build=False)
+        package = obtain(recipe.source)
+        tree = unpack(package, work / "src")
+        ml = [ml_verdict("model", m) for m in recipe.models]
+        ml += [ml_verdict("dataset", d) for d in recipe.datasets]
+        deps = control_dependencies(tree) + [[d] for d in recipe.depends]
+        return AuditResult(
+            str(target), decide(scan(tree), ml, deps), package.name, recipe.source.label
+        )
+    if target.is_dir():
+        return AuditResult(
+            str(target),
+            decide(scan(target), [], control_dependencies(target)),
+            target.resolve().name,
+            str(target),
+        )
+    if target.suffix == ".deb":
+        tree = work / "deb"
+        run(["dpkg-deb", "-x", target, tree])
+        fields = Deb822(run(["dpkg-deb", "-f", target]).stdout)
+        depends = fields.get("Depends", "").strip()
+        deps = [
+            [a["name"] for a in alts]
+            for alts in (PkgRelation.parse_relations(depends) if depends else [])
+        ]
+        return AuditResult(
+            str(target), decide(scan(tree), [], deps), fields["Package"], target.name
+        )
+    if target.suffix == ".whl":
+        tree = work / "wheel"
+        with zipfile.ZipFile(target) as wheel:
+            wheel.extractall(tree)  # zipfile refuses absolute and ".." member names
+        return AuditResult(str(target), decide(scan(tree)), target.name.split("-")[0], target.name)
+    raise DeepdebError(f"{target}: expected a recipe (.toml), a directory, a .deb or a .whl")
