@@ -65,6 +65,8 @@ def test_gaining_fixture_keeps_v3_and_reports_measurements(vecmath_fat: BuildRep
         p["size"] == (out_dir(vecmath_fat) / p["file"]).stat().st_size for p in data["packages"]
     )
     assert data["lintian"]["ran"] and data["lintian"]["errors"] == []
+    assert (data["licence"]["area"], data["licence"]["redistributable"]) == ("main", True)
+    assert all(p["area"] == "main" and p["redistributable"] for p in data["packages"])
 
 
 def test_fat_package_layout_and_control(vecmath_fat: BuildReport) -> None:

@@ -34,6 +34,7 @@ from .isa import BASELINE, MIN_GLIBC
 from .util import run, sha256_file
 
 HWCAPS = "glibc-hwcaps"
+LOCAL_SUFFIX = "+local1"
 RELATION_FIELDS = (
     "Pre-Depends",
     "Depends",
@@ -58,6 +59,8 @@ class AssembledPackage:
     sha256: str = ""
     hwcaps_files: list[str] = field(default_factory=list)  # paths inside the package
     stock: bool = False  # byte-identical to the stock build
+    area: str = ""  # archive area from the licence audit
+    redistributable: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -69,6 +72,8 @@ class AssembledPackage:
             "installed_size_kib": self.installed_size,
             "sha256": self.sha256,
             "stock": self.stock,
+            "area": self.area,
+            "redistributable": self.redistributable,
             "hwcaps_files": self.hwcaps_files,
         }
 
@@ -343,11 +348,19 @@ def assemble(
     source_name: str,
     work: Path,
     dest: Path,
+    local: bool = False,
 ) -> list[AssembledPackage]:
-    """Write the packages into ``dest`` (a staging directory the caller publishes)."""
+    """Write the packages into ``dest`` (a staging directory the caller publishes).
+
+    ``local`` marks a build that may not be redistributed: every package's version gets
+    ``+local1`` (so it can never be mistaken for, or replace silently, a published one),
+    and the fat layout is used, since such a build is only ever for this machine.
+    """
     base = variants[BASELINE]
     dest.mkdir(parents=True, exist_ok=True)
-    if not kept:
+    if local:
+        suffix, layout = (suffix if kept else "") + LOCAL_SUFFIX, "fat"
+    elif not kept:
         return [_stock(deb, dest) for deb in base.debs.values()]
     plan = _Plan(variants, kept, suffix, source_name, work, source_date_epoch(base))
     return (_assemble_split if layout == "split" else _assemble_fat)(plan, dest)

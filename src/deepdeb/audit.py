@@ -22,12 +22,13 @@ import re
 import tomllib
 import zipfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from debian.copyright import Copyright, FilesParagraph, Header, License, LicenseParagraph
+from debian.copyright import Copyright, FilesParagraph, License, LicenseParagraph
 from debian.deb822 import Deb822, PkgRelation
 from license_expression import ExpressionError, get_spdx_licensing
 
@@ -37,13 +38,22 @@ from .util import run
 SEVERITY = ("free", "non-free", "unknown", "not-redistributable")
 AREA_ORDER = ("main", "contrib", "non-free", "local-only")
 _DECLARATION = re.compile(r"^(LICEN[CS]E|COPYING|COPYRIGHT)([._-].*)?$", re.I)
+_CHUNKS = 8  # licensecheck runs per core
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    scope: str  # "license" (licence-like files) or "header" (top of any file)
+    pattern: re.Pattern[str]
+    requires: re.Pattern[str] | None
+    spdx: str
 
 
 @dataclass(frozen=True)
 class LicenseTable:
     classes: dict[str, tuple[str, str]]  # SPDX id -> (class, reason)
     debian: dict[str, str]  # Debian short name -> SPDX id
-    fingerprints: list[tuple[re.Pattern[str], str]]
+    fingerprints: list[Fingerprint]
 
 
 @functools.cache
@@ -53,7 +63,13 @@ def table() -> LicenseTable:
         classes={k: (v["class"], v["reason"]) for k, v in data["license"].items()},
         debian=dict(data["debian"]),
         fingerprints=[
-            (re.compile(f["pattern"], re.I | re.S), f["spdx"]) for f in data["fingerprint"]
+            Fingerprint(
+                f["scope"],
+                re.compile(f["pattern"], re.I),
+                re.compile(f["requires"], re.I) if "requires" in f else None,
+                f["spdx"],
+            )
+            for f in data["fingerprint"]
         ],
     )
 
@@ -61,6 +77,13 @@ def table() -> LicenseTable:
 # --- expressions -------------------------------------------------------------------------
 
 
+@functools.cache
+def _licensing() -> Any:
+    """license-expression's SPDX index (building it takes a while: once per process)."""
+    return get_spdx_licensing()
+
+
+@functools.lru_cache(maxsize=4096)
 def normalise(text: str | None) -> str | None:
     """An SPDX expression from licensecheck's, DEP-5's or a metadata field's wording."""
     if not text or text.strip().upper() in ("UNKNOWN", "NONE", "GENERATED FILE"):
@@ -72,17 +95,18 @@ def normalise(text: str | None) -> str | None:
     names = table().debian
     expr = " ".join(names.get(token, token) for token in expr.split())
     try:
-        return str(get_spdx_licensing().parse(expr).render())
+        return str(_licensing().parse(expr).render())
     except ExpressionError:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def classify(expression: str | None) -> tuple[str, str]:
     """(class, reason) of an SPDX expression: OR takes the best choice, AND the worst."""
     if expression is None:
         return "unknown", "no licence found: needs human review"
     try:
-        parsed = get_spdx_licensing().parse(expression)
+        parsed = _licensing().parse(expression)
     except ExpressionError:
         return "unknown", f"cannot parse {expression!r}: needs human review"
     return _evaluate(parsed)
@@ -113,40 +137,51 @@ class Finding:
     reason: str = ""
 
 
+_LICENSE_LIKE = re.compile(
+    r"^(LICEN[CS]E|COPYING|COPYRIGHT|NOTICE|README|MODEL[_-]?CARD)([._-].*)?$", re.I
+)
+
+
 def _fingerprint(path: Path) -> str | None:
+    """A licence licensecheck does not name, from the texts in the licence table."""
+    license_like = _LICENSE_LIKE.match(path.name) is not None or (
+        path.parent.name == "licenses" and path.parent.parent.name.endswith(".dist-info")
+    )
     try:
         with open(path, "rb") as f:
-            text = f.read(65536).decode("utf-8", "replace")
+            text = f.read(65536 if license_like else 4096).decode("utf-8", "replace")
     except OSError:
         return None
-    for pattern, spdx in table().fingerprints:
-        match = pattern.search(text)
-        if match:
-            return normalise(match.expand(spdx.replace("$1", r"\1")) if "$1" in spdx else spdx)
+    for fp in table().fingerprints:
+        if fp.scope == "license" and not license_like:
+            continue
+        match = fp.pattern.search(text)
+        if match and (fp.requires is None or fp.requires.search(text)):
+            return normalise(match.expand(r"\1") if fp.spdx == "$1" else fp.spdx)
     return None
 
 
-def _licensecheck(root: Path) -> dict[str, tuple[str | None, str]]:
-    proc = run(
-        [
-            "licensecheck",
-            "--recursive",
-            "--machine",
-            "--copyright",
-            "--shortname-scheme=spdx",
-            "--check=.",
-            str(root),
-        ],
-        check=False,
-    )
-    if proc.returncode not in (0, 1) and not proc.stdout:
-        raise DeepdebError(f"licensecheck failed: {proc.stderr.strip()[-500:]}")
+def _licensecheck(root: Path, files: list[str]) -> dict[str, tuple[str | None, str]]:
+    """licensecheck over the files, split across all cores (it is single-threaded Perl)."""
+    cpus = os.cpu_count() or 1
+    size = max(1, -(-len(files) // (cpus * _CHUNKS)))
+    chunks = [files[i : i + size] for i in range(0, len(files), size)]
+    cmd = ["licensecheck", "--machine", "--copyright", "--shortname-scheme=spdx", "--check=."]
+
+    def one(chunk: list[str]) -> str:
+        proc = run([*cmd, "--", *chunk], cwd=root, check=False)
+        if proc.returncode not in (0, 1) and not proc.stdout:
+            raise DeepdebError(f"licensecheck failed: {proc.stderr.strip()[-500:]}")
+        return proc.stdout
+
     results = {}
-    for line in proc.stdout.splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 2:
-            copyright_ = parts[2] if len(parts) > 2 and not parts[2].startswith("*No") else ""
-            results[os.path.relpath(parts[0], root)] = (normalise(parts[1]), copyright_)
+    with ThreadPoolExecutor(max_workers=cpus) as pool:
+        for out in pool.map(one, chunks):
+            for line in out.splitlines():
+                parts = line.split("\t")
+                if len(parts) >= 2:
+                    holder = parts[2] if len(parts) > 2 and not parts[2].startswith("*No") else ""
+                    results[os.path.normpath(parts[0])] = (normalise(parts[1]), holder)
     return results
 
 
@@ -185,8 +220,8 @@ def _files(root: Path) -> list[str]:
 def scan(root: Path) -> list[Finding]:
     """Per-file licence findings for every file under ``root``."""
     root = root.resolve()
-    checked = _licensecheck(root)
     files = _files(root)
+    checked = _licensecheck(root, files)
     declarations: dict[str, str] = {}  # directory -> expression of its LICENSE/COPYING
     package_wide: list[tuple[str, str]] = []  # (expression, where it comes from)
     source_dep5 = _dep5(root / "debian" / "copyright")
@@ -281,7 +316,23 @@ def package_areas(names: Iterable[str]) -> dict[str, str | None]:
     areas: dict[str, str | None] = dict.fromkeys(wanted)
     if not wanted:
         return areas
-    out = run(["apt-cache", "show", "--no-all-versions", *wanted], check=False).stdout
+    areas.update(_sections(wanted))
+    # Virtual packages (debhelper-compat, ...) have no record of their own: a virtual
+    # package is as available as the best real package that provides it.
+    for name in [n for n, a in areas.items() if a is None]:
+        out = run(["apt-cache", "showpkg", name], check=False).stdout
+        providers = re.findall(r"^(\S+) \S+", out.split("Reverse Provides:", 1)[-1], re.M)
+        found = [a for a in _sections(providers).values() if a is not None] if providers else []
+        if found:
+            areas[name] = min(found, key=AREA_ORDER.index)
+    return areas
+
+
+def _sections(names: list[str]) -> dict[str, str | None]:
+    if not names:
+        return {}
+    out = run(["apt-cache", "show", "--no-all-versions", *names], check=False).stdout
+    areas: dict[str, str | None] = {}
     for para in Deb822.iter_paragraphs(out):
         section = para.get("Section", "")
         area = section.split("/", 1)[0] if "/" in section else "main"
@@ -302,8 +353,10 @@ def control_dependencies(tree: Path) -> list[list[str]]:
             own.add(para["Package"])
     for para in paragraphs:
         for field_name in ("Build-Depends", "Build-Depends-Arch", "Depends", "Pre-Depends"):
-            value = re.sub(r"\$\{[^}]+\}", "", para.get(field_name, ""))
-            for alternatives in PkgRelation.parse_relations(value):
+            value = re.sub(r"\([^)]*\$\{[^}]+\}[^)]*\)", "", para.get(field_name, ""))
+            value = re.sub(r"\$\{[^}]+\}", "", value)  # substitution variables
+            value = ", ".join(p.strip() for p in value.split(",") if p.strip())
+            for alternatives in PkgRelation.parse_relations(value) if value else []:
                 names = [a["name"] for a in alternatives if a["name"]]
                 if names and not set(names) & own:
                     relations.append(names)
@@ -444,22 +497,20 @@ def _dep5_name(spdx: str) -> str:
 
 def copyright_file(verdict: Verdict, upstream_name: str, source: str) -> str:
     """A DEP-5 debian/copyright draft: files grouped by licence and copyright holder."""
-    header = Header()
-    header["Upstream-Name"] = upstream_name
-    header["Source"] = source
+    copyright_ = Copyright()
+    header: Any = copyright_.header  # python-debian's typed properties are descriptors
+    header.upstream_name = upstream_name
+    header.source = source
     disclaimers = [
-        f"{m.name} is a {m.category} under Debian's ML-Policy: " + "; ".join(m.missing)
+        f"{m.name} is a {m.category} model under Debian's ML-Policy: " + "; ".join(m.missing)
         for m in verdict.ml
         if m.kind == "model" and m.missing
     ]
     if verdict.area != "main" or disclaimers:
-        header["Disclaimer"] = "\n".join(
-            [f"This package is not part of Debian's main area ({verdict.area}).", *disclaimers]
-        )
+        lines = [f"This package is not part of Debian's main area ({verdict.area}).", *disclaimers]
+        header.disclaimer = "\n ".join(lines)  # continuation lines start with a space
     if verdict.files_excluded:
-        header["Files-Excluded"] = "\n".join(verdict.files_excluded)
-    copyright_ = Copyright()
-    copyright_.header = header
+        header.files_excluded = verdict.files_excluded
     groups: dict[tuple[str, str], list[str]] = {}
     for f in verdict.files:
         if f.path in verdict.files_excluded:
@@ -547,3 +598,17 @@ def audit_target(target: Path, work: Path) -> AuditResult:
             wheel.extractall(tree)  # zipfile refuses absolute and ".." member names
         return AuditResult(str(target), decide(scan(tree)), target.name.split("-")[0], target.name)
     raise DeepdebError(f"{target}: expected a recipe (.toml), a directory, a .deb or a .whl")
+
+
+def check_publishable(report: dict[str, Any]) -> None:
+    """Raise unless every package of a build report may be redistributed (for publishing)."""
+    refused = [
+        f"{p['file']}: {'; '.join(report.get('licence', {}).get('redistributable_reasons', []))}"
+        for p in report.get("packages", [])
+        if not p.get("redistributable", False)
+    ]
+    if refused:
+        raise DeepdebError(
+            "not redistributable, refusing to publish (build it locally from the recipe "
+            "instead):\n  " + "\n  ".join(refused)
+        )

@@ -19,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from . import audit
 from .assemble import assemble
 from .build import VariantBuild, build_all, check_build_deps, check_flags_applied
 from .errors import DeepdebError
@@ -77,16 +78,37 @@ def run_build(
     )
     package = obtain(recipe.source)
     with _workdir(package.name, keep_work, console) as work:
-        check_build_deps(unpack(package, work / "depcheck"), package.name)
+        tree = unpack(package, work / "depcheck")
+        check_build_deps(tree, package.name)
+        console.print("auditing licences ...")
+        verdict = audit.decide(
+            audit.scan(tree),
+            [audit.ml_verdict("model", m) for m in recipe.models]
+            + [audit.ml_verdict("dataset", d) for d in recipe.datasets],
+            audit.control_dependencies(tree) + [[d] for d in recipe.depends],
+        )
         variants = _build(package, recipe, work, console)
         report = _measure(recipe, package, variants, host, work, console)
-        report.layout = layout
+        report.licence = verdict
+        local = not verdict.redistributable
+        report.layout = "fat" if local else layout
+        if local and layout != "fat":
+            report.notes.append("not redistributable: built in the fat layout, for this machine")
         kept = [lv for lv in report.shipped_levels if lv != BASELINE]
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=_ensure(out)))
         try:
             report.packages = assemble(
-                variants, kept, layout, recipe.version_suffix, package.name, work, staging
+                variants,
+                kept,
+                layout,
+                recipe.version_suffix,
+                package.name,
+                work,
+                staging,
+                local=local,
             )
+            for built in report.packages:
+                built.area, built.redistributable = verdict.area, verdict.redistributable
             console.print("verifying the loader's choice at every level ...")
             report.loader_checks, report.loader_notes = verify_loader(
                 report.packages, host, work / "verify"

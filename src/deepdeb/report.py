@@ -12,7 +12,7 @@ from rich.table import Table
 
 from . import __version__
 from .assemble import AssembledPackage
-from .audit import AuditResult
+from .audit import AuditResult, Verdict
 from .inventory import Inventory
 from .measure import LevelResult
 from .verify import LintianResult, LoaderCheck, checks_to_json
@@ -36,6 +36,7 @@ class BuildReport:
     lintian: LintianResult | None = None
     notes: list[str] = field(default_factory=list)
     network_attempts: list[dict[str, object]] = field(default_factory=list)
+    licence: Verdict | None = None
     work_dir: Path | None = None  # set when the scratch directory was kept (--keep-work)
 
     @property
@@ -75,6 +76,9 @@ class BuildReport:
             ],
             "shipped_levels": self.shipped_levels,
             "network_attempts": self.network_attempts,
+            "licence": None
+            if self.licence is None
+            else {k: v for k, v in self.licence.to_json().items() if k != "files"},
             "packages": [p.to_json() for p in self.packages],
             "loader_checks": checks_to_json(self.loader_checks),
             "loader_notes": self.loader_notes,
@@ -136,6 +140,13 @@ def print_report(report: BuildReport, console: Console) -> None:
             "stock, unchanged" if p.stock else str(len(p.hwcaps_files)),
         )
     console.print(packages)
+    if report.licence is not None:
+        lic = report.licence
+        console.print(
+            f"licence: area {lic.area}, "
+            f"{'redistributable' if lic.redistributable else 'NOT redistributable (local build)'}"
+            f": {'; '.join(lic.area_reasons + lic.redistributable_reasons)}"
+        )
     ok = sum(c.ok for c in report.loader_checks)
     console.print(f"loader checks: {ok}/{len(report.loader_checks)} picked the expected file")
     for attempt in report.network_attempts:

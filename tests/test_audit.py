@@ -1,0 +1,233 @@
+"""deepdeb audit: per-file licences, classes, archive area, ML-Policy, DEP-5 drafts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, build
+from debian.copyright import Copyright
+
+from deepdeb.audit import (
+    audit_target,
+    check_publishable,
+    classify,
+    copyright_file,
+    ml_verdict,
+    normalise,
+)
+from deepdeb.errors import DeepdebError
+
+AUDIT = FIXTURES / "audit"
+INPUTS = Path(__file__).parent.parent / ".cache" / "test-inputs"  # fetched by scripts/setup
+
+
+def run_audit(target: Path, tmp_path: Path) -> dict:  # type: ignore[type-arg]
+    return audit_target(target, tmp_path).to_json()
+
+
+def files(data: dict) -> list[tuple[str, str | None, str]]:  # type: ignore[type-arg]
+    return [(f["path"], f["spdx"], f["classification"]) for f in data["files"]]
+
+
+def real_input(pattern: str) -> Path:
+    found = sorted(INPUTS.glob(pattern))
+    assert found, f"{INPUTS}/{pattern} missing: run scripts/setup, which downloads it"
+    return found[0]
+
+
+def test_normalise_debian_and_licensecheck_names() -> None:
+    assert normalise("GPL-2+") == "GPL-2.0-or-later"
+    assert normalise("Expat") == "MIT"
+    assert normalise("MIT and/or GPL-2.0-or-later") == "MIT OR GPL-2.0-or-later"
+    assert normalise("BSD-3-clause and Apache-2.0") == "BSD-3-Clause AND Apache-2.0"
+    assert normalise("UNKNOWN") is None
+
+
+def test_classify_expressions() -> None:
+    assert classify("MIT OR LicenseRef-Proprietary")[0] == "free"  # a free choice exists
+    assert classify("MIT AND LicenseRef-NVIDIA-Proprietary")[0] == "non-free"
+    assert classify("MIT AND LicenseRef-NVIDIA-cuDNN")[0] == "not-redistributable"
+    assert classify("LicenseRef-Whatever") == (
+        "unknown",
+        "LicenseRef-Whatever is not in deepdeb's licence table: needs human review",
+    )
+    assert classify(None)[0] == "unknown"  # never silently free
+
+
+def test_mixed_free_headers_go_to_main(tmp_path: Path) -> None:
+    data = run_audit(AUDIT / "mixed", tmp_path)
+    assert files(data) == [
+        ("apache.py", "Apache-2.0", "free"),
+        ("gpl.c", "GPL-2.0-or-later", "free"),
+        ("mit.c", "MIT", "free"),
+    ]
+    assert (data["area"], data["redistributable"]) == ("main", True)
+    assert data["area_reasons"] == ["all free, and everything it needs is in main"]
+
+
+def test_file_without_licence_needs_review(tmp_path: Path) -> None:
+    data = run_audit(AUDIT / "nolicense", tmp_path)
+    assert files(data) == [("helper.c", None, "unknown"), ("mit.c", "MIT", "free")]
+    assert (data["area"], data["redistributable"]) == ("local-only", False)
+    assert data["redistributable_reasons"] == ["licence unknown, needs human review: helper.c"]
+
+
+def test_confidential_file_is_not_redistributable(tmp_path: Path) -> None:
+    data = run_audit(AUDIT / "confidential", tmp_path)
+    assert files(data) == [
+        ("mit.c", "MIT", "free"),
+        ("secret.c", "LicenseRef-Proprietary", "not-redistributable"),
+    ]
+    assert (data["area"], data["redistributable"]) == ("local-only", False)
+    assert data["redistributable_reasons"] == [
+        "may not be redistributed: secret.c (proprietary or confidential: no licence grants "
+        "redistribution)"
+    ]
+    assert data["files_excluded"] == ["secret.c"]
+
+
+def test_toxic_candy_model(tmp_path: Path) -> None:
+    data = run_audit(AUDIT / "toxic.toml", tmp_path)
+    assert [(m["name"], m["category"], m["missing"]) for m in data["models"]] == [
+        ("tinynet", "ToxicCandy", ["training data is not public (declared: undisclosed)"])
+    ]
+    assert (data["area"], data["redistributable"]) == ("non-free", True)
+    assert data["area_reasons"] == [
+        "not DFSG-free: model tinynet (tinynet is ToxicCandy: training data is not public "
+        "(declared: undisclosed))"
+    ]
+
+
+def test_free_model_and_dataset(tmp_path: Path) -> None:
+    data = run_audit(AUDIT / "freemodel.toml", tmp_path)
+    assert [(m["name"], m["category"]) for m in data["models"]] == [
+        ("tinynet-fmnist", "Free Model")
+    ]
+    assert [(d["name"], d["category"]) for d in data["datasets"]] == [
+        ("fashion-mnist", "free dataset")
+    ]
+    assert (data["area"], data["redistributable"]) == ("main", True)
+    assert data["dependencies"] == {"debhelper-compat": "main", "python3": "main"}
+
+
+def test_cc_by_nc_model_card(tmp_path: Path) -> None:
+    data = run_audit(AUDIT / "nc.toml", tmp_path)
+    assert ("README.md", "CC-BY-NC-4.0", "non-free") in files(data)
+    assert [(m["name"], m["category"]) for m in data["models"]] == [("tinynet-nc", "non-free")]
+    assert (data["area"], data["redistributable"]) == ("non-free", True)
+
+
+def test_free_but_needs_something_outside_main_is_contrib(tmp_path: Path) -> None:
+    data = run_audit(AUDIT / "contrib.toml", tmp_path)
+    assert (data["area"], data["redistributable"]) == ("contrib", True)
+    assert data["area_reasons"][0].startswith(
+        "free, but needs packages outside main: nvidia-cuda-toolkit ("
+    )
+
+
+def test_ml_policy_names_every_missing_condition() -> None:
+    verdict = ml_verdict(
+        "model",
+        {"name": "m", "license": "Apache-2.0", "training_data": "private", "training_program": ""},
+    )
+    assert verdict.category == "ToxicCandy"
+    assert verdict.missing == [
+        "training data is not public (declared: private)",
+        "training program is not available",
+    ]
+
+
+def test_debian_fashion_mnist_is_free_in_main(tmp_path: Path) -> None:
+    data = run_audit(real_input("dataset-fashion-mnist_*.deb"), tmp_path)
+    assert (data["area"], data["redistributable"]) == ("main", True)
+    assert data["summary"] == {"free": 14, "non-free": 0, "unknown": 0, "not-redistributable": 0}
+    idx = [f for f in data["files"] if f["path"].endswith("train-images-idx3-ubyte.gz")]
+    assert idx[0]["spdx"] == "MIT" and idx[0]["source"] == "package"
+
+
+def test_nvidia_runtime_wheel_is_not_dfsg_free(tmp_path: Path) -> None:
+    data = run_audit(real_input("nvidia_cuda_runtime_cu12-*.whl"), tmp_path)
+    assert (data["area"], data["redistributable"]) == ("non-free", True)
+    assert data["summary"]["free"] == 0 and data["summary"]["unknown"] == 0
+    assert {f["spdx"] for f in data["files"]} == {"LicenseRef-NVIDIA-Proprietary"}
+    assert (
+        "NVIDIA software licence (CUDA EULA): no modification, use restrictions"
+        in (data["area_reasons"][0])
+    )
+
+
+def test_copyright_draft_parses_back(tmp_path: Path) -> None:
+    result = audit_target(AUDIT / "toxic.toml", tmp_path / "w")
+    text = copyright_file(result.verdict, result.upstream_name, "https://example.org/tinynet")
+    parsed = Copyright(text.splitlines(True), strict=True)
+    assert parsed.header.upstream_name == "modelsrc"
+    assert "ToxicCandy model under Debian's ML-Policy" in parsed.header.disclaimer
+    listed = {f for p in parsed.all_files_paragraphs() for f in p.files}
+    assert listed == {f.path for f in result.verdict.files}
+    licences = {p.license.synopsis for p in parsed.all_license_paragraphs()}
+    assert licences == {"Expat"}
+    excluded = audit_target(AUDIT / "confidential", tmp_path / "c")
+    parsed = Copyright(copyright_file(excluded.verdict, "c", "x").splitlines(True), strict=True)
+    assert parsed.header.files_excluded == ("secret.c",)
+
+
+def test_cli_json_and_copyright(tmp_path: Path) -> None:
+    out = tmp_path / "copyright"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deepdeb",
+            "audit",
+            AUDIT / "mixed",
+            "--format",
+            "json",
+            "--write-copyright",
+            out,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data = json.loads(proc.stdout)
+    assert {
+        "area",
+        "redistributable",
+        "area_reasons",
+        "redistributable_reasons",
+        "files",
+    } <= data.keys()
+    assert Copyright(out.read_text().splitlines(True), strict=True)
+
+
+def test_publishing_refuses_what_may_not_be_shared() -> None:
+    report = {
+        "licence": {"redistributable_reasons": ["may not be redistributed: x.c"]},
+        "packages": [{"file": "libx_1.0-1+local1_amd64.deb", "redistributable": False}],
+    }
+    with pytest.raises(DeepdebError, match=r"libx_1.0-1\+local1_amd64.deb: may not be"):
+        check_publishable(report)
+    check_publishable({"packages": [{"file": "ok.deb", "redistributable": True}]})
+
+
+@pytest.mark.slow
+def test_build_report_carries_the_verdict_and_marks_local_builds(tmp_path: Path) -> None:
+    tree = tmp_path / "vecmath-1.0"
+    shutil.copytree(FIXTURES / "vecmath-1.0", tree)
+    (tree / "vendor.c").write_text("/* Confidential and proprietary. */\nint v;\n")
+    (tmp_path / "r.toml").write_text((FIXTURES / "vecmath.toml").read_text())
+    report = build(tmp_path / "r.toml", tmp_path / "out", levels=["x86-64-v3"])
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["licence"]["area"] == "local-only"
+    assert data["licence"]["redistributable"] is False
+    for package in data["packages"]:
+        assert package["redistributable"] is False and package["area"] == "local-only"
+        assert package["version"].endswith("+local1")
+    with pytest.raises(DeepdebError, match="refusing to publish"):
+        check_publishable(data)
+    assert report.licence is not None
