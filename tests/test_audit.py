@@ -231,3 +231,19 @@ def test_build_report_carries_the_verdict_and_marks_local_builds(tmp_path: Path)
     with pytest.raises(DeepdebError, match="refusing to publish"):
         check_publishable(data)
     assert report.licence is not None
+
+
+@pytest.mark.slow
+def test_generated_copyright_passes_lintian(tmp_path: Path) -> None:
+    """The draft replaces a fixture's debian/copyright; the build's lintian run accepts it."""
+    tree = tmp_path / "vecmath-1.0"
+    shutil.copytree(FIXTURES / "vecmath-1.0", tree)
+    result = audit_target(tree, tmp_path / "w")
+    (tree / "debian" / "copyright").write_text(
+        copyright_file(result.verdict, "vecmath", "https://example.org/vecmath")
+    )
+    (tmp_path / "r.toml").write_text((FIXTURES / "vecmath.toml").read_text())
+    report = build(tmp_path / "r.toml", tmp_path / "out", levels=["x86-64-v3"])
+    assert report.lintian is not None and report.lintian.ran
+    assert report.lintian.errors == []
+    assert not [w for w in report.lintian.warnings if "copyright" in w]
