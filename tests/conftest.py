@@ -31,6 +31,18 @@ def build(
     return run_build(parsed, out, layout, console=console, keep_work=keep_work)
 
 
+def vecmath_recipe(tmp_path: Path, benchmark: str) -> Path:
+    """The gaining fixture's recipe with another benchmark command, written to tmp_path."""
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        (FIXTURES / "vecmath.toml")
+        .read_text()
+        .replace('path = "vecmath-1.0"', f'path = "{FIXTURES / "vecmath-1.0"}"')
+        .replace('command = "vecmath-bench 50000"', f"command = {benchmark!r}")
+    )
+    return recipe
+
+
 def control(deb: Path) -> dict[str, str]:
     """Control fields of a .deb, read back with dpkg-deb."""
     from debian.deb822 import Deb822

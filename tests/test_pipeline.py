@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, build, contents, control, dpkg_install
+from conftest import FIXTURES, build, contents, control, dpkg_install, vecmath_recipe
 
 from deepdeb.assemble import debug_file
 from deepdeb.elf import read_elf
@@ -305,15 +305,8 @@ def test_missing_build_dependency(tmp_path: Path) -> None:
 
 
 def test_failing_benchmark_names_the_level(tmp_path: Path) -> None:
-    recipe = tmp_path / "r.toml"
-    recipe.write_text(
-        (FIXTURES / "vecmath.toml")
-        .read_text()
-        .replace('path = "vecmath-1.0"', f'path = "{FIXTURES / "vecmath-1.0"}"')
-        .replace(
-            'command = "vecmath-bench 50000"',
-            'command = "test $DEEPDEB_LEVEL != x86-64-v3 || { echo boom >&2; exit 3; }"',
-        )
+    recipe = vecmath_recipe(
+        tmp_path, "test $DEEPDEB_LEVEL != x86-64-v3 || { echo boom >&2; exit 3; }"
     )
     with pytest.raises(BenchmarkError, match=r"level x86-64-v3 \(exit 3\)(.|\n)*boom"):
         build(recipe, tmp_path / "out", levels=["x86-64-v3"])

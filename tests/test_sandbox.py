@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, build
+from conftest import FIXTURES, build, vecmath_recipe
 
 from deepdeb import sandbox
 from deepdeb.errors import BenchmarkError, BuildError
@@ -125,15 +125,8 @@ def test_host_config_files_are_hidden(tmp_path: Path) -> None:
 
 
 def test_benchmark_runs_without_network(tmp_path: Path) -> None:
-    recipe = tmp_path / "r.toml"
-    recipe.write_text(
-        (FIXTURES / "vecmath.toml")
-        .read_text()
-        .replace('path = "vecmath-1.0"', f'path = "{FIXTURES / "vecmath-1.0"}"')
-        .replace(
-            'command = "vecmath-bench 50000"',
-            'command = "getent hosts deb.debian.org || { echo offline >&2; exit 7; }"',
-        )
+    recipe = vecmath_recipe(
+        tmp_path, "getent hosts deb.debian.org || { echo offline >&2; exit 7; }"
     )
     with pytest.raises(BenchmarkError, match=r"\(exit 7\)(.|\n)*offline"):
         build(recipe, tmp_path / "out", levels=["x86-64-v3"])

@@ -386,26 +386,11 @@ def scan_cargo_lock(root: Path, path: Path) -> Iterator[Input]:
         name, version = pkg["name"], pkg["version"]
         if source.startswith("git+"):
             url, _, commit = source[4:].partition("#")
-            yield Input(
-                "cargo",
-                name,
-                rel,
-                line,
-                urls=[url],
-                version=version,
-                hash=f"commit:{commit}" if commit else None,
-            )
+            hash_ = f"commit:{commit}" if commit else None
         else:
             url = f"https://crates.io/api/v1/crates/{name}/{version}/download"
-            yield Input(
-                "cargo",
-                name,
-                rel,
-                line,
-                urls=[url],
-                version=version,
-                hash=f"sha256:{pkg['checksum']}" if "checksum" in pkg else None,
-            )
+            hash_ = f"sha256:{pkg['checksum']}" if "checksum" in pkg else None
+        yield Input("cargo", name, rel, line, urls=[url], version=version, hash=hash_)
 
 
 def scan_go_sum(root: Path, path: Path) -> Iterator[Input]:

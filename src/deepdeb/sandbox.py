@@ -63,6 +63,14 @@ _HIDDEN_SYSTEM = (
 )
 
 
+# What every sandbox shares: no network but loopback, own PID and IPC namespaces, the
+# host's filesystem read-only, and the whole tree of processes killed with its parent.
+_BWRAP_BASE = (
+    "bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
+    "--new-session", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class NetworkAttempt:
     kind: str  # "dns", "http" or "connect"
@@ -123,29 +131,10 @@ def wrap(command: Sequence[str], writable: Path, cwd: Path, attempts_log: Path) 
     resolv = writable / ".deepdeb-resolv.conf"
     resolv.write_text("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
     args = [
-        "bwrap",
-        "--unshare-net",
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--unshare-cgroup-try",
-        "--die-with-parent",
-        "--new-session",
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--tmpfs",
-        "/tmp",
-        "--tmpfs",
-        "/var/tmp",
-        "--ro-bind",
-        str(resolv),
-        "/etc/resolv.conf",
-    ]
+        *_BWRAP_BASE, "--unshare-uts", "--unshare-cgroup-try",
+        "--tmpfs", "/tmp", "--tmpfs", "/var/tmp",
+        "--ro-bind", str(resolv), "/etc/resolv.conf",
+    ]  # fmt: skip
     real_home = Path(os.path.expanduser("~"))
     for hidden in [*(str(real_home / h) for h in _HIDDEN_HOME), *_HIDDEN_SYSTEM]:
         if os.path.isdir(hidden) and not os.path.islink(hidden):
@@ -169,27 +158,7 @@ def wrap_benchmark(command: Sequence[str], scratch: Path, cwd: Path) -> list[str
     if not available():
         raise DeepdebError("bubblewrap (bwrap) is required: apt-get install bubblewrap")
     scratch.mkdir(parents=True, exist_ok=True)
-    return [
-        "bwrap",
-        "--unshare-net",
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--die-with-parent",
-        "--new-session",
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--bind",
-        str(scratch),
-        str(scratch),
-        "--chdir",
-        str(cwd),
-        *command,
-    ]
+    return [*_BWRAP_BASE, "--bind", str(scratch), str(scratch), "--chdir", str(cwd), *command]
 
 
 def read_attempts(log: Path) -> list[NetworkAttempt]:
