@@ -247,3 +247,17 @@ def test_generated_copyright_passes_lintian(tmp_path: Path) -> None:
     assert report.lintian is not None and report.lintian.ran
     assert report.lintian.errors == []
     assert not [w for w in report.lintian.warnings if "copyright" in w]
+
+
+def test_deep_scan_needs_scancode_and_says_so(tmp_path: Path) -> None:
+    if shutil.which("scancode") is not None:
+        data = audit_target(AUDIT / "mixed", tmp_path, deep=True).to_json()
+        assert files(data)[0] == ("apache.py", "Apache-2.0", "free")
+        return
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepdeb", "audit", AUDIT / "mixed", "--deep"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert "--deep needs scancode-toolkit, which is not installed" in proc.stderr

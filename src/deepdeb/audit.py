@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import email.parser
 import functools
+import json
 import os
 import re
+import shutil
+import tempfile
 import tomllib
 import zipfile
 from collections.abc import Iterable
@@ -217,11 +220,49 @@ def _files(root: Path) -> list[str]:
     return sorted(found)
 
 
-def scan(root: Path) -> list[Finding]:
-    """Per-file licence findings for every file under ``root``."""
+def _scancode(root: Path, files: list[str]) -> dict[str, tuple[str | None, str]]:
+    """scancode-toolkit's detections (``--deep``): slower, but reads whole licence texts."""
+    if shutil.which("scancode") is None:
+        raise DeepdebError(
+            "--deep needs scancode-toolkit, which is not installed (pip install "
+            "scancode-toolkit); the default scan does not need it"
+        )
+    with tempfile.TemporaryDirectory(prefix="deepdeb-scancode-") as tmp:
+        out = Path(tmp) / "scan.json"
+        run(
+            [
+                "scancode",
+                "--license",
+                "--quiet",
+                "--processes",
+                str(os.cpu_count() or 1),
+                "--json",
+                out,
+                root,
+            ]
+        )
+        data = json.loads(out.read_text())
+    found: dict[str, tuple[str | None, str]] = {}
+    for entry in data.get("files", []):
+        rel = os.path.relpath(os.path.join(os.path.dirname(str(root)), entry["path"]), root)
+        expr = entry.get("detected_license_expression_spdx")
+        if rel in files and expr:
+            found[rel] = (normalise(expr), "")
+    return found
+
+
+def scan(root: Path, deep: bool = False) -> list[Finding]:
+    """Per-file licence findings for every file under ``root``.
+
+    ``deep`` adds scancode-toolkit's reading for what licensecheck leaves unknown.
+    """
     root = root.resolve()
     files = _files(root)
     checked = _licensecheck(root, files)
+    if deep:
+        for rel, value in _scancode(root, files).items():
+            if checked.get(rel, (None, ""))[0] is None:
+                checked[rel] = (value[0], checked.get(rel, (None, ""))[1])
     declarations: dict[str, str] = {}  # directory -> expression of its LICENSE/COPYING
     package_wide: list[tuple[str, str]] = []  # (expression, where it comes from)
     source_dep5 = _dep5(root / "debian" / "copyright")
@@ -558,7 +599,7 @@ class AuditResult:
         return {"target": self.target, **self.verdict.to_json()}
 
 
-def audit_target(target: Path, work: Path) -> AuditResult:
+def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
     """Audit a recipe, a source tree, a .deb or a wheel (unpacked under ``work``)."""
     from .fetch import obtain, unpack
     from .recipe import load_recipe
@@ -571,12 +612,12 @@ def audit_target(target: Path, work: Path) -> AuditResult:
         ml += [ml_verdict("dataset", d) for d in recipe.datasets]
         deps = control_dependencies(tree) + [[d] for d in recipe.depends]
         return AuditResult(
-            str(target), decide(scan(tree), ml, deps), package.name, recipe.source.label
+            str(target), decide(scan(tree, deep), ml, deps), package.name, recipe.source.label
         )
     if target.is_dir():
         return AuditResult(
             str(target),
-            decide(scan(target), [], control_dependencies(target)),
+            decide(scan(target, deep), [], control_dependencies(target)),
             target.resolve().name,
             str(target),
         )
@@ -590,13 +631,15 @@ def audit_target(target: Path, work: Path) -> AuditResult:
             for alts in (PkgRelation.parse_relations(depends) if depends else [])
         ]
         return AuditResult(
-            str(target), decide(scan(tree), [], deps), fields["Package"], target.name
+            str(target), decide(scan(tree, deep), [], deps), fields["Package"], target.name
         )
     if target.suffix == ".whl":
         tree = work / "wheel"
         with zipfile.ZipFile(target) as wheel:
             wheel.extractall(tree)  # zipfile refuses absolute and ".." member names
-        return AuditResult(str(target), decide(scan(tree)), target.name.split("-")[0], target.name)
+        return AuditResult(
+            str(target), decide(scan(tree, deep)), target.name.split("-")[0], target.name
+        )
     raise DeepdebError(f"{target}: expected a recipe (.toml), a directory, a .deb or a .whl")
 
 

@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     aud.add_argument("target", type=Path, help="a recipe, a source tree, a .deb or a .whl")
     aud.add_argument("--format", choices=("table", "json"), default="table")
     aud.add_argument(
+        "--deep",
+        action="store_true",
+        help="also use scancode-toolkit (when installed) for what licensecheck leaves unknown",
+    )
+    aud.add_argument(
         "--write-copyright", type=Path, metavar="FILE", help="write a DEP-5 debian/copyright draft"
     )
     return parser
@@ -67,7 +72,7 @@ def _cmd_audit(args: argparse.Namespace, out: Console) -> int:
     if not args.target.exists():
         raise DeepdebError(f"{args.target}: no such file or directory")
     with tempfile.TemporaryDirectory(prefix="deepdeb-audit-") as tmp:
-        result = audit.audit_target(args.target, Path(tmp))
+        result = audit.audit_target(args.target, Path(tmp), deep=args.deep)
     if args.write_copyright:
         text = audit.copyright_file(result.verdict, result.upstream_name, result.source)
         atomic_write_text(args.write_copyright, text)
