@@ -261,3 +261,27 @@ def test_deep_scan_needs_scancode_and_says_so(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "--deep needs scancode-toolkit, which is not installed" in proc.stderr
+
+
+def test_exceptions_follow_their_licence_and_autotools_licences_are_free() -> None:
+    assert classify("GPL-2.0-or-later WITH Autoconf-exception-generic")[0] == "free"
+    assert classify("FSFULLR")[0] == "free" and classify("FSFUL")[0] == "free"
+
+
+def test_archive_review_settles_what_the_table_does_not_know() -> None:
+    from deepdeb.audit import Finding, decide
+
+    found = [
+        Finding("a.c", "MIT", "free", "licensecheck"),
+        Finding("doc/rfc.txt", "RFC-special", "unknown", "debian-copyright"),
+    ]
+    alone = decide(found)
+    assert (alone.area, alone.redistributable) == ("local-only", False)
+    reviewed = decide(found, archive_area="main")
+    assert (reviewed.area, reviewed.redistributable) == ("main", True)
+    assert reviewed.area_reasons[0] == (
+        "deepdeb cannot classify doc/rfc.txt; the Debian archive carries this source in "
+        "main, as reviewed by its ftp team"
+    )
+    secret = [*found, Finding("x.c", "LicenseRef-Proprietary", "not-redistributable", "f")]
+    assert decide(secret, archive_area="main").area == "local-only"  # no review excuses that

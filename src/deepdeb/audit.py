@@ -121,6 +121,10 @@ def _evaluate(node: Any) -> tuple[str, str]:
         parts = [_evaluate(arg) for arg in node.args]
         pick = max if name == "AND" else min
         return pick(parts, key=lambda p: SEVERITY.index(p[0]))
+    if name == "LicenseWithExceptionSymbol":
+        # An exception only adds permissions (Autoconf, GCC runtime, ...): the licence
+        # it is attached to decides.
+        return _evaluate(node.license_symbol)
     key = str(getattr(node, "key", node))
     if key in table().classes:
         return table().classes[key]
@@ -381,6 +385,17 @@ def _sections(names: list[str]) -> dict[str, str | None]:
     return areas
 
 
+def source_area(name: str, version: str) -> str | None:
+    """The archive area of a Debian source package at this version, from apt's index."""
+    out = run(["apt-cache", "showsrc", "--only-source", name], check=False).stdout
+    for para in Deb822.iter_paragraphs(out):
+        if para.get("Package") == name and para.get("Version") == version:
+            section = para.get("Section", "")
+            area = section.split("/", 1)[0] if "/" in section else "main"
+            return "non-free" if area.startswith("non-free") else area
+    return None
+
+
 def control_dependencies(tree: Path) -> list[list[str]]:
     """Build-Depends and Depends of a Debian source tree, as lists of alternatives."""
     path = tree / "debian" / "control"
@@ -442,8 +457,15 @@ def decide(
     files: list[Finding],
     ml: list[MlVerdict] | None = None,
     dependencies: list[list[str]] | None = None,
+    archive_area: str | None = None,
 ) -> Verdict:
-    """The archive area and redistributability, each with the reasons that decided it."""
+    """The archive area and redistributability, each with the reasons that decided it.
+
+    ``archive_area`` is the area the Debian archive already carries this very source in.
+    Its ftp team has reviewed every file of it, so licences deepdeb's table does not know
+    (an RFC's terms, an unusual permissive licence) do not make such a source local-only:
+    they are listed, and the archive's decision stands.
+    """
     ml = ml or []
     by_class: dict[str, list[str]] = {c: [] for c in SEVERITY}
     for f in files:
@@ -460,7 +482,13 @@ def decide(
             "may not be redistributed: "
             f"{_listing(by_class['not-redistributable'])} ({'; '.join(sorted(why))})"
         )
-    if by_class["unknown"]:
+    unknown_note = ""
+    if by_class["unknown"] and archive_area is not None and not by_class["not-redistributable"]:
+        unknown_note = (
+            f"deepdeb cannot classify {_listing(by_class['unknown'])}; the Debian archive "
+            f"carries this source in {archive_area}, as reviewed by its ftp team"
+        )
+    elif by_class["unknown"]:
         area = "local-only"
         redis_reasons.append(
             f"licence unknown, needs human review: {_listing(by_class['unknown'])}"
@@ -487,7 +515,15 @@ def decide(
         redis_reasons.append("non-free but redistributable")
     else:
         area = "main"
-        redis_reasons.append("every licence is DFSG-free")
+        redis_reasons.append(
+            "every licence deepdeb knows is DFSG-free, the rest is accepted by the archive"
+            if unknown_note
+            else "every licence is DFSG-free"
+        )
+    if unknown_note:
+        area_reasons.append(unknown_note)
+        if AREA_ORDER.index(archive_area or "main") > AREA_ORDER.index(area):
+            area = archive_area or area
     deps = package_areas(n for alts in dependencies or [] for n in alts)
     if redistributable and area == "main":
         outside = []
@@ -611,8 +647,12 @@ def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
         ml = [ml_verdict("model", m) for m in recipe.models]
         ml += [ml_verdict("dataset", d) for d in recipe.datasets]
         deps = control_dependencies(tree) + [[d] for d in recipe.depends]
+        reviewed = source_area(package.name, package.version) if recipe.source.debian else None
         return AuditResult(
-            str(target), decide(scan(tree, deep), ml, deps), package.name, recipe.source.label
+            str(target),
+            decide(scan(tree, deep), ml, deps, reviewed),
+            package.name,
+            recipe.source.label,
         )
     if target.is_dir():
         return AuditResult(

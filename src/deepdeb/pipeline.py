@@ -86,6 +86,7 @@ def run_build(
             [audit.ml_verdict("model", m) for m in recipe.models]
             + [audit.ml_verdict("dataset", d) for d in recipe.datasets],
             audit.control_dependencies(tree) + [[d] for d in recipe.depends],
+            audit.source_area(package.name, package.version) if recipe.source.debian else None,
         )
         variants = _build(package, recipe, work, console)
         report = _measure(recipe, package, variants, host, work, console)
