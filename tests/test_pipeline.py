@@ -398,3 +398,17 @@ def test_fat_dbgsym_carries_the_variants_debug_symbols(
         build_id = read_elf(lib).build_id
         assert build_id in ids
         assert "/" + debug_file(build_id) in listed
+
+
+def test_two_builds_are_bit_identical(vecmath_fat: BuildReport, tmp_path: Path) -> None:
+    """Same recipe, same inputs, another scratch directory: the same bytes."""
+    again = build("vecmath.toml", tmp_path / "again")
+    first = {p.file.name: p.sha256 for p in vecmath_fat.packages}
+    second = {p.file.name: p.sha256 for p in again.packages}
+    if again.shipped_levels != vecmath_fat.shipped_levels:
+        pytest.fail(
+            f"levels differ between runs: {vecmath_fat.shipped_levels} vs "
+            f"{again.shipped_levels} (a measurement, not a reproducibility, issue)"
+        )
+    assert first == second
+    assert all(sha256_file(p.file) == p.sha256 for p in again.packages)
