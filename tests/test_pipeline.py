@@ -279,6 +279,7 @@ def test_level_whose_tests_fail_is_dropped(tmp_path: Path) -> None:
     assert by["x86-64-v2"].tests_passed is True and by["x86-64-v2"].measured
     log = (out_dir(report) / "logs" / "x86-64-v3.log").read_text()
     assert "multiply-add was fused" in log
+    assert "multiply-add was fused" in report.build["x86-64-v3"]["tests_log_tail"]
 
 
 def test_build_system_ignoring_flags_is_caught(tmp_path: Path) -> None:

@@ -50,10 +50,6 @@ class VariantBuild:
     network_attempts: list[NetworkAttempt] = field(default_factory=list)
     debs: dict[str, Path] = field(default_factory=dict)  # binary package -> .deb or .ddeb
 
-    @property
-    def usable(self) -> bool:
-        return self.tests_passed
-
 
 def check_build_deps(tree: Path, label: str) -> None:
     """Fail early, naming what is missing, instead of four builds failing alike."""
@@ -252,7 +248,7 @@ def check_flags_applied(variant: VariantBuild, scratch: Path) -> None:
     without it was compiled without the flags: the package's build system ignores
     dpkg-buildflags, and a "variant" would silently be the baseline again.
     """
-    if variant.level == BASELINE or not variant.usable:
+    if variant.level == BASELINE or not variant.tests_passed:
         return
     missing = []
     libraries = 0

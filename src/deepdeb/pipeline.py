@@ -207,6 +207,8 @@ def _measure(
             "flags": variant.flags,
             "build_seconds": round(variant.seconds, 1),
         }
+        if not variant.tests_passed:  # why the level was dropped, without opening the log
+            report.build[level]["tests_log_tail"] = variant.tests_tail
     return report
 
 
