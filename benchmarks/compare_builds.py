@@ -105,7 +105,7 @@ def main() -> None:
                 console.print(f"[yellow]native build left out: {native_status}[/yellow]")
             console.print("benchmarking stock, baseline, assembled and native side by side ...")
             bench = replace(recipe.benchmark, repeat=args.repeat)
-            times = run_benchmarks(bench, runtimes, recipe.directory)
+            times = run_benchmarks(bench, runtimes, recipe.directory, work / "bench-tmp")
         finally:
             shutil.rmtree(report.work_dir, ignore_errors=True)
     medians = {name: statistics.median(t) for name, t in times.items()}

@@ -353,13 +353,13 @@ def assemble(
     """Write the packages into ``dest`` (a staging directory the caller publishes).
 
     ``local`` marks a build that may not be redistributed: every package's version gets
-    ``+local1`` (so it can never be mistaken for, or replace silently, a published one),
-    and the fat layout is used, since such a build is only ever for this machine.
+    ``+local1``, so it can never be mistaken for, or silently replace, a published one
+    (the caller builds such packages in the fat layout: they are only for this machine).
     """
     base = variants[BASELINE]
     dest.mkdir(parents=True, exist_ok=True)
     if local:
-        suffix, layout = (suffix if kept else "") + LOCAL_SUFFIX, "fat"
+        suffix = (suffix if kept else "") + LOCAL_SUFFIX
     elif not kept:
         return [_stock(deb, dest) for deb in base.debs.values()]
     plan = _Plan(variants, kept, suffix, source_name, work, source_date_epoch(base))

@@ -36,6 +36,8 @@ from debian.deb822 import Deb822, PkgRelation
 from license_expression import ExpressionError, get_spdx_licensing
 
 from .errors import DeepdebError
+from .fetch import SourcePackage, obtain, unpack
+from .recipe import Recipe, load_recipe
 from .util import run
 
 SEVERITY = ("free", "non-free", "unknown", "not-redistributable")
@@ -635,22 +637,25 @@ class AuditResult:
         return {"target": self.target, **self.verdict.to_json()}
 
 
+def audit_recipe(recipe: Recipe, package: SourcePackage, tree: Path, deep: bool = False) -> Verdict:
+    """The verdict on a recipe's unpacked source: its files, its declared models and
+    datasets, its dependencies, and the archive's own area for Debian sources."""
+    ml = [ml_verdict("model", m) for m in recipe.models]
+    ml += [ml_verdict("dataset", d) for d in recipe.datasets]
+    deps = control_dependencies(tree) + [[d] for d in recipe.depends]
+    reviewed = source_area(package.name, package.version) if recipe.source.debian else None
+    return decide(scan(tree, deep), ml, deps, reviewed)
+
+
 def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
     """Audit a recipe, a source tree, a .deb or a wheel (unpacked under ``work``)."""
-    from .fetch import obtain, unpack
-    from .recipe import load_recipe
-
     if target.suffix == ".toml":
         recipe = load_recipe(target, for_build=False)
         package = obtain(recipe.source)
         tree = unpack(package, work / "src")
-        ml = [ml_verdict("model", m) for m in recipe.models]
-        ml += [ml_verdict("dataset", d) for d in recipe.datasets]
-        deps = control_dependencies(tree) + [[d] for d in recipe.depends]
-        reviewed = source_area(package.name, package.version) if recipe.source.debian else None
         return AuditResult(
             str(target),
-            decide(scan(tree, deep), ml, deps, reviewed),
+            audit_recipe(recipe, package, tree, deep),
             package.name,
             recipe.source.label,
         )

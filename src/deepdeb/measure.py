@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -88,8 +87,8 @@ def run_benchmarks(
     benchmark: Benchmark,
     runtimes: Mapping[str, Runtime],
     cwd: Path,
+    scratch: Path,
     progress: Callable[[str, int, int], None] = lambda level, done, total: None,
-    scratch: Path | None = None,
 ) -> dict[str, list[float]]:
     """Interleaved timed runs of the benchmark command; returns wall seconds per level.
 
@@ -97,7 +96,6 @@ def run_benchmarks(
     ``scratch`` as its writable TMPDIR, shared by all runs.
     """
     levels = list(runtimes)
-    scratch = scratch or Path(tempfile.mkdtemp(prefix="deepdeb-bench-"))
     envs = {
         level: dict(benchmark_env(level, runtimes, os.environ), TMPDIR=str(scratch))
         for level in levels

@@ -81,20 +81,15 @@ def run_build(
         tree = unpack(package, work / "depcheck")
         check_build_deps(tree, package.name)
         console.print("auditing licences ...")
-        verdict = audit.decide(
-            audit.scan(tree),
-            [audit.ml_verdict("model", m) for m in recipe.models]
-            + [audit.ml_verdict("dataset", d) for d in recipe.datasets],
-            audit.control_dependencies(tree) + [[d] for d in recipe.depends],
-            audit.source_area(package.name, package.version) if recipe.source.debian else None,
-        )
+        verdict = audit.audit_recipe(recipe, package, tree)
         variants = _build(package, recipe, work, console)
         report = _measure(recipe, package, variants, host, work, console)
         report.licence = verdict
         local = not verdict.redistributable
-        report.layout = "fat" if local else layout
         if local and layout != "fat":
             report.notes.append("not redistributable: built in the fat layout, for this machine")
+            layout = "fat"
+        report.layout = layout
         kept = [lv for lv in report.shipped_levels if lv != BASELINE]
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=_ensure(out)))
         try:
@@ -185,7 +180,7 @@ def _measure(
         def tick(level: str, done: int, rounds: int) -> None:
             progress.update(task, advance=1, description=f"{bench.command} [{level}]")
 
-        times = run_benchmarks(bench, runtimes, recipe.directory, tick, work / "bench-tmp")
+        times = run_benchmarks(bench, runtimes, recipe.directory, work / "bench-tmp", tick)
     decide(results, times, recipe.isa.min_speedup)
     report = BuildReport(
         recipe=recipe.path,
