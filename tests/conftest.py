@@ -22,13 +22,14 @@ def build(
     layout: str = "fat",
     levels: list[str] | None = None,
     keep_work: bool = False,
+    backend: str = "host",
 ) -> BuildReport:
     """Run the whole pipeline on a recipe, quietly."""
     parsed = load_recipe(FIXTURES / recipe if isinstance(recipe, str) else recipe)
     if levels is not None:
         parsed = with_levels(parsed, levels)
     console = Console(file=open("/dev/null", "w"), width=120)  # noqa: SIM115
-    return run_build(parsed, out, layout, console=console, keep_work=keep_work)
+    return run_build(parsed, out, layout, console=console, keep_work=keep_work, backend=backend)
 
 
 def vecmath_recipe(tmp_path: Path, benchmark: str) -> Path:

@@ -12,15 +12,14 @@ import pytest
 from conftest import FIXTURES, build
 from debian.copyright import Copyright
 
+from deepdeb import publish
 from deepdeb.audit import (
     audit_target,
-    check_publishable,
     classify,
     copyright_file,
     ml_verdict,
     normalise,
 )
-from deepdeb.errors import DeepdebError
 
 AUDIT = FIXTURES / "audit"
 INPUTS = Path(__file__).parent.parent / ".cache" / "test-inputs"  # fetched by scripts/setup
@@ -205,16 +204,6 @@ def test_cli_json_and_copyright(tmp_path: Path) -> None:
     assert Copyright(out.read_text().splitlines(True), strict=True)
 
 
-def test_publishing_refuses_what_may_not_be_shared() -> None:
-    report = {
-        "licence": {"redistributable_reasons": ["may not be redistributed: x.c"]},
-        "packages": [{"file": "libx_1.0-1+local1_amd64.deb", "redistributable": False}],
-    }
-    with pytest.raises(DeepdebError, match=r"libx_1.0-1\+local1_amd64.deb: may not be"):
-        check_publishable(report)
-    check_publishable({"packages": [{"file": "ok.deb", "redistributable": True}]})
-
-
 @pytest.mark.slow
 def test_build_report_carries_the_verdict_and_marks_local_builds(tmp_path: Path) -> None:
     tree = tmp_path / "vecmath-1.0"
@@ -228,8 +217,9 @@ def test_build_report_carries_the_verdict_and_marks_local_builds(tmp_path: Path)
     for package in data["packages"]:
         assert package["redistributable"] is False and package["area"] == "local-only"
         assert package["version"].endswith("+local1")
-    with pytest.raises(DeepdebError, match="refusing to publish"):
-        check_publishable(data)
+    refused = publish.refused(publish.candidates(tmp_path / "out"), private=False)
+    assert refused and all("not redistributable: " in r for r in refused)
+    assert any("Confidential" in r or "vendor.c" in r for r in refused), refused
     assert report.licence is not None
 
 

@@ -686,17 +686,3 @@ def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
             str(target), decide(scan(tree, deep)), target.name.split("-")[0], target.name
         )
     raise DeepdebError(f"{target}: expected a recipe (.toml), a directory, a .deb or a .whl")
-
-
-def check_publishable(report: dict[str, Any]) -> None:
-    """Raise unless every package of a build report may be redistributed (for publishing)."""
-    refused = [
-        f"{p['file']}: {'; '.join(report.get('licence', {}).get('redistributable_reasons', []))}"
-        for p in report.get("packages", [])
-        if not p.get("redistributable", False)
-    ]
-    if refused:
-        raise DeepdebError(
-            "not redistributable, refusing to publish (build it locally from the recipe "
-            "instead):\n  " + "\n  ".join(refused)
-        )

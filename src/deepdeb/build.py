@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import sandbox
+from . import cleanroom, sandbox
+from .cleanroom import CleanRoot
 from .elf import is_elf, read_elf
 from .errors import BuildError, DeepdebError, FlagsNotAppliedError, MissingBuildDepsError
 from .fetch import SourcePackage, unpack
@@ -140,8 +141,9 @@ def _build_one(
     jobs: int,
     progress: Progress,
     cancel: threading.Event,
+    clean: CleanRoot | None,
 ) -> VariantBuild:
-    directory = root / level
+    directory = clean.build_dir(level) if clean else root / level
     directory.mkdir(parents=True)
     progress(level, "unpacking source")
     tree = unpack(package, directory / "src")
@@ -152,8 +154,15 @@ def _build_one(
     # Rebuilt levels only need the architecture-dependent packages.
     cmd = ["dpkg-buildpackage", "-b" if level == BASELINE else "-B", "--no-sign", "--no-pre-clean"]
     log.write_text(f"# deepdeb: {' '.join(cmd)}\n# flags appended: {flags or '(none)'}\n")
-    jailed = sandbox.wrap(cmd, writable=directory, cwd=tree, attempts_log=attempts_log)
-    env = sandbox.scrubbed_env(env, home=sandbox.home(directory), tmp=Path("/tmp"))
+    if clean:
+        inside = Path(clean.inside(tree))
+        jailed = sandbox.wrap_chroot(cmd, clean.path, directory, inside, attempts_log)
+        env["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+        empty = Path(clean.inside(sandbox.home(directory)))
+        env = sandbox.scrubbed_env(env, home=empty, tmp=Path("/tmp"))
+    else:
+        jailed = sandbox.wrap(cmd, writable=directory, cwd=tree, attempts_log=attempts_log)
+        env = sandbox.scrubbed_env(env, home=sandbox.home(directory), tmp=Path("/tmp"))
     start = time.monotonic()
     status = _run_logged(jailed, tree, env, log, lambda step: progress(level, step), cancel)
     seconds = time.monotonic() - start
@@ -169,12 +178,17 @@ def _build_one(
             result.tests_tail = tail(log)
             return result
         cancel.set()
+        diagnosis = ""
+        if clean and not in_tests:
+            text = log.read_text("utf-8", "replace")
+            diagnosis = cleanroom.describe(cleanroom.explain_failure(text))
         raise BuildError(
             level,
             log,
             tail(log),
             "fails its own test suite" if in_tests else "failed to build",
             [str(a) for a in result.network_attempts],
+            diagnosis,
         )
     for deb in sorted([*directory.glob("*.deb"), *directory.glob("*.ddeb")]):
         result.debs[deb.name.split("_", 1)[0]] = deb
@@ -188,8 +202,12 @@ def build_all(
     root: Path,
     progress: Progress,
     cpus: int | None = None,
+    clean: CleanRoot | None = None,
 ) -> dict[str, VariantBuild]:
     """Build the baseline and every requested level, in parallel on all cores.
+
+    With ``clean``, every level builds in that clean-room chroot (read-only, shared by the
+    levels, each writing only its own ``/build/<level>``); otherwise on the host's system.
 
     Builds share the cores: with as many builds as cores each build runs one job, which
     keeps every core busy through the serial parts (configure, dh_* steps) of each build.
@@ -201,7 +219,7 @@ def build_all(
     cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
-            level: pool.submit(_build_one, package, level, root, isa, jobs, progress, cancel)
+            level: pool.submit(_build_one, package, level, root, isa, jobs, progress, cancel, clean)
             for level in levels
         }
         results: dict[str, VariantBuild] = {}

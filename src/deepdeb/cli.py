@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, audit, inventory
+from . import __version__, audit, inventory, publish
 from .debmatch import SourceIndex
 from .errors import DeepdebError
 from .isa import LEVELS, host_cpu, level_features
-from .pipeline import LAYOUTS, run_build
+from .pipeline import BACKENDS, LAYOUTS, run_build
 from .recipe import load_recipe, with_levels
 from .report import print_audit, print_inventory, print_report
 from .util import atomic_write_text
@@ -42,6 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--levels", help="comma-separated levels to try, overriding the recipe's [isa] levels"
     )
+    build.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="host",
+        help="host: build against this system's packages (fast); cleanroom: in a fresh "
+        "bookworm chroot holding only the declared build-dependencies (like Debian's buildds)",
+    )
     build.add_argument("--keep-work", action="store_true", help="keep the build directories")
     build.add_argument("--no-lintian", action="store_true", help="skip the lintian check")
 
@@ -53,6 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument(
         "--no-debian", action="store_true", help="skip matching against apt's source index"
     )
+
+    pub = sub.add_parser("publish", help="add built packages to a signed apt repository")
+    pub.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="deepdeb build --out DIRs")
+    pub.add_argument("--repo", type=Path, required=True, help="the repository (made if new)")
+    pub.add_argument(
+        "--local",
+        action="store_true",
+        help="a private repository, never to be served publicly: accepts packages that are "
+        "not redistributable",
+    )
+    pub.add_argument("--json", action="store_true", help="machine-readable output")
 
     aud = sub.add_parser("audit", help="licence verdict: archive area and redistributability")
     aud.add_argument("target", type=Path, help="a recipe, a source tree, a .deb or a .whl")
@@ -80,6 +98,34 @@ def _cmd_audit(args: argparse.Namespace, out: Console) -> int:
         print(json.dumps(result.to_json(), indent=2))
     else:
         print_audit(result, out)
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace, out: Console) -> int:
+    result = publish.publish(args.dirs, args.repo, local=args.local)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    kind = "PRIVATE" if result.private else "public"
+    table = Table(title=f"{args.repo} ({kind}, {publish.SUITE})")
+    table.add_column("package file")
+    table.add_column("result")
+    for name in result.added:
+        table.add_row(name, "[green]added[/green]")
+    for name in result.unchanged:
+        table.add_row(name, "already there, identical")
+    out.print(table)
+    keyring = (args.repo / publish.KEYRING).resolve()
+    out.print(
+        "use it with:\n"
+        f"  install -D -m 644 {keyring} /etc/apt/keyrings/deepdeb.gpg\n"
+        "  printf 'Types: deb\\nURIs: file:"
+        f"{args.repo.resolve()}\\nSuites: {publish.SUITE}\\nComponents: main contrib "
+        "non-free\\nSigned-By: /etc/apt/keyrings/deepdeb.gpg\\n' "
+        "> /etc/apt/sources.list.d/deepdeb.sources",
+        highlight=False,
+        soft_wrap=True,
+    )
     return 0
 
 
@@ -126,6 +172,7 @@ def _cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
         console=err,
         keep_work=args.keep_work,
         lintian=not args.no_lintian,
+        backend=args.backend,
     )
     print_report(report, out)
     out.print(f"report: {args.out / 'report.json'}")
@@ -143,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_inventory(args, out)
         if args.command == "audit":
             return _cmd_audit(args, out)
+        if args.command == "publish":
+            return _cmd_publish(args, out)
         return _cmd_build(args, out, err)
     except DeepdebError as e:
         err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)

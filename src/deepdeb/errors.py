@@ -61,6 +61,7 @@ class BuildError(DeepdebError):
         tail: str,
         what: str = "failed to build",
         network: list[str] | None = None,
+        diagnosis: str = "",
     ) -> None:
         self.level = level
         self.log = log
@@ -72,7 +73,8 @@ class BuildError(DeepdebError):
                 + "\n".join(self.network)
             )
         super().__init__(
-            f"level {level} {what}; full log: {log}{tried}\n--- last lines of the log ---\n{tail}"
+            f"level {level} {what}; full log: {log}{tried}{diagnosis}\n"
+            f"--- last lines of the log ---\n{tail}"
         )
 
 

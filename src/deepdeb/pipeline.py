@@ -19,8 +19,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from . import audit
-from .assemble import assemble
+from . import audit, buildinfo, cleanroom
+from .assemble import assemble, deb_filename, source_date_epoch
 from .build import VariantBuild, build_all, check_build_deps, check_flags_applied
 from .errors import DeepdebError
 from .fetch import SourcePackage, obtain, unpack
@@ -32,6 +32,7 @@ from .util import atomic_write_text
 from .verify import run_lintian, verify_loader
 
 LAYOUTS = ("fat", "split")
+BACKENDS = ("host", "cleanroom")
 
 
 def _progress(console: Console) -> Progress:
@@ -67,10 +68,13 @@ def run_build(
     console: Console | None = None,
     keep_work: bool = False,
     lintian: bool = True,
+    backend: str = "host",
 ) -> BuildReport:
     console = console or Console(stderr=True)
     if layout not in LAYOUTS:
         raise DeepdebError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    if backend not in BACKENDS:
+        raise DeepdebError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     host = host_cpu()
     console.print(
         f"host: {host.microarchitecture} ({host.vendor}), level {host.level}; "
@@ -79,12 +83,18 @@ def run_build(
     package = obtain(recipe.source)
     with _workdir(package.name, keep_work, console) as work:
         tree = unpack(package, work / "depcheck")
-        check_build_deps(tree, package.name)
+        clean = None
+        if backend == "cleanroom":
+            clean = _clean_room(tree, package.name, work, console)
+        else:
+            check_build_deps(tree, package.name)
         console.print("auditing licences ...")
         verdict = audit.audit_recipe(recipe, package, tree)
-        variants = _build(package, recipe, work, console)
+        variants = _build(package, recipe, work, console, clean)
         report = _measure(recipe, package, variants, host, work, console)
         report.licence = verdict
+        report.backend = backend
+        report.chroot = cleanroom.record(clean) if clean else None
         local = not verdict.redistributable
         if local and layout != "fat":
             report.notes.append("not redistributable: built in the fat layout, for this machine")
@@ -112,6 +122,7 @@ def run_build(
             if lintian:
                 console.print("running lintian ...")
                 report.lintian = run_lintian(report.packages)
+            _write_buildinfo(staging, recipe, package, report, variants)
             _publish(staging, out, report, variants)
             report.work_dir = work if keep_work else None
         finally:
@@ -124,8 +135,51 @@ def _ensure(out: Path) -> Path:
     return out
 
 
+def _clean_room(tree: Path, source: str, work: Path, console: Console) -> cleanroom.CleanRoot:
+    with console.status(f"clean room: the {cleanroom.SUITE} chroot (made once, then cached) ..."):
+        chroot = cleanroom.ensure_chroot()
+    if chroot.created_seconds is not None:
+        console.print(f"made the chroot in {chroot.created_seconds:.0f} s: {chroot.tarball}")
+    with console.status("clean room: unpacking the chroot, installing build-dependencies ..."):
+        clean = cleanroom.prepare(chroot, work / "chroot", tree, source)
+    console.print(
+        f"clean room ready in {clean.prepare_seconds:.1f} s "
+        f"({len(clean.installed)} packages installed)"
+    )
+    return clean
+
+
+def _write_buildinfo(
+    staging: Path,
+    recipe: Recipe,
+    package: SourcePackage,
+    report: BuildReport,
+    variants: dict[str, VariantBuild],
+) -> None:
+    base = variants[BASELINE]
+    arch = next((p.architecture for p in report.packages if p.architecture != "all"), "all")
+    name = deb_filename(package.name, package.version, arch, "deepdeb.buildinfo")
+    text = buildinfo.render(
+        package,
+        recipe.path,
+        report.backend,
+        report.chroot,
+        {level: v.flags for level, v in variants.items()},
+        report.shipped_levels,
+        source_date_epoch(base),
+        report.packages,
+        buildinfo.dpkg_buildinfo(base.directory),
+    )
+    (staging / name).write_text(text)
+    report.buildinfo = staging / name
+
+
 def _build(
-    package: SourcePackage, recipe: Recipe, work: Path, console: Console
+    package: SourcePackage,
+    recipe: Recipe,
+    work: Path,
+    console: Console,
+    clean: cleanroom.CleanRoot | None = None,
 ) -> dict[str, VariantBuild]:
     levels = [BASELINE, *recipe.isa.levels]
     with _progress(console) as progress:
@@ -140,7 +194,7 @@ def _build(
                 completed=1 if done else 0,
             )
 
-        variants = build_all(package, recipe.isa, work / "builds", update)
+        variants = build_all(package, recipe.isa, work / "builds", update, clean=clean)
     for variant in variants.values():
         check_flags_applied(variant, work / "flagcheck" / variant.level)
     return variants
@@ -219,10 +273,16 @@ def _publish(
     for package in report.packages:
         os.replace(package.file, out / package.file.name)
         package.file = out / package.file.name
+    if report.buildinfo is not None:
+        os.replace(report.buildinfo, out / report.buildinfo.name)
+        report.buildinfo = out / report.buildinfo.name
     (out / "logs").mkdir(exist_ok=True)
     for log in logs.iterdir():
         os.replace(log, out / "logs" / log.name)
-    for stale in previous - {p.file.name for p in report.packages}:
+    current = {p.file.name for p in report.packages}
+    if report.buildinfo is not None:
+        current.add(report.buildinfo.name)
+    for stale in previous - current:
         (out / stale).unlink(missing_ok=True)
     atomic_write_text(out / "report.json", report.dumps())
 
@@ -230,6 +290,9 @@ def _publish(
 def _previous_outputs(out: Path) -> set[str]:
     try:
         old = json.loads((out / "report.json").read_text())
-        return {p["file"] for p in old.get("packages", []) if "/" not in p["file"]}
+        files = {p["file"] for p in old.get("packages", []) if "/" not in p["file"]}
+        if isinstance(old.get("buildinfo"), str) and "/" not in old["buildinfo"]:
+            files.add(old["buildinfo"])
+        return files
     except (OSError, ValueError, AttributeError, TypeError):
         return set()

@@ -38,6 +38,9 @@ class BuildReport:
     network_attempts: list[dict[str, object]] = field(default_factory=list)
     licence: Verdict | None = None
     work_dir: Path | None = None  # set when the scratch directory was kept (--keep-work)
+    backend: str = "host"  # "host" (the host's packages) or "cleanroom" (a fresh chroot)
+    chroot: dict[str, Any] | None = None  # the clean room's tarball, digest and timings
+    buildinfo: Path | None = None
 
     @property
     def shipped_levels(self) -> list[str]:
@@ -55,6 +58,9 @@ class BuildReport:
                 else self.source_origin,
             },
             "host": self.host,
+            "backend": self.backend,
+            "chroot": self.chroot,
+            "buildinfo": None if self.buildinfo is None else self.buildinfo.name,
             "layout": self.layout,
             "isa": self.isa,
             "benchmark": self.benchmark,
@@ -114,7 +120,10 @@ def _size(n: int) -> str:
 
 
 def print_report(report: BuildReport, console: Console) -> None:
-    levels = Table(title=f"{report.source_name} {report.source_version}: ISA levels")
+    where = "clean-room chroot" if report.backend == "cleanroom" else "host system (not clean)"
+    levels = Table(
+        title=f"{report.source_name} {report.source_version}: ISA levels, built on the {where}"
+    )
     for col in ("level", "build", "tests", "median", "speedup", "kept", "why"):
         levels.add_column(col, justify="right" if col in ("median", "speedup") else "left")
     for r in report.levels:

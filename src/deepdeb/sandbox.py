@@ -146,6 +146,35 @@ def wrap(command: Sequence[str], writable: Path, cwd: Path, attempts_log: Path) 
     return args
 
 
+def wrap_chroot(
+    command: Sequence[str], root: Path, writable: Path, cwd: Path, attempts_log: Path
+) -> list[str]:
+    """Like :func:`wrap`, but the build runs in the clean-room chroot ``root``.
+
+    netguard runs from the host's Python in the sandbox's network namespace and the build
+    enters the chroot below it, so the recording proxy applies unchanged. The chroot is
+    read-only; ``writable`` (a directory inside it) is the build's only writable place.
+    ``cwd`` and the environment's paths are as seen inside the chroot.
+    """
+    if not available():
+        raise DeepdebError("bubblewrap (bwrap) is required: apt-get install bubblewrap")
+    guard = writable / ".deepdeb-netguard.py"
+    guard.write_text(resources.files("deepdeb").joinpath("netguard.py").read_text())
+    home(writable).mkdir(exist_ok=True)
+    (root / "etc" / "resolv.conf").write_text(
+        "nameserver 127.0.0.1\noptions attempts:1 timeout:1\n"
+    )
+    r = str(root)
+    args = [
+        *_BWRAP_BASE, "--unshare-uts", "--unshare-cgroup-try", "--cap-add", "CAP_SYS_CHROOT",
+        "--dev", f"{r}/dev", "--proc", f"{r}/proc",
+        "--tmpfs", f"{r}/tmp", "--tmpfs", f"{r}/var/tmp",
+        "--bind", str(writable), str(writable),
+    ]  # fmt: skip
+    enter = ["chroot", r, "/bin/sh", "-c", 'cd "$0" && exec "$@"', str(cwd), *command]
+    return [*args, _python(), "-I", str(guard), str(attempts_log), "--", *enter]
+
+
 def wrap_benchmark(command: Sequence[str], scratch: Path, cwd: Path) -> list[str]:
     """bwrap around a benchmark run: no network, read-only system, ``scratch`` writable.
 

@@ -1,0 +1,403 @@
+"""The clean-room backend: builds in a bookworm chroot that holds only what the package declares.
+
+A build on the host sees every package installed there, so an undeclared build-dependency
+goes unnoticed until Debian's build daemons fail on it. The clean room works the way they do:
+
+1. a ``buildd`` chroot (essential packages, apt, build-essential) is made once by
+   mmdebstrap from Debian's archive and cached as a tarball; a sidecar JSON records its
+   SHA-256, so a corrupt or half-written tarball is detected and made again;
+2. for each build the tarball is unpacked into the work directory and the source's
+   Build-Depends are installed into it by apt (``apt-get build-dep``), with the network;
+3. the builds then run inside it under the same sandbox as host builds: no network (the
+   recording proxy still runs, from the host's Python, outside the chroot but inside the
+   sandbox's network namespace), the chroot read-only except the build's own directory.
+
+Downloaded .debs are kept in deepdeb's cache, so a chroot's packages are fetched once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import DeepdebError, MissingBuildDepsError
+from .util import atomic_write_text, cache_root, run, sha256_file
+
+SUITE = "bookworm"
+VARIANT = "buildd"
+APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
+
+
+class ChrootError(DeepdebError):
+    """The clean-room chroot could not be made or prepared."""
+
+
+@dataclass(frozen=True)
+class ChrootSpec:
+    """What a cached chroot is made from; its digest names the tarball."""
+
+    suite: str
+    architecture: str
+    variant: str
+    sources: tuple[str, ...]  # the apt sources files' contents, in order
+
+    def key(self) -> str:
+        import hashlib
+
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Chroot:
+    tarball: Path
+    sha256: str
+    spec: ChrootSpec
+    created_seconds: float | None  # set when this run made it
+
+
+@dataclass
+class CleanRoot:
+    """A chroot unpacked for one build, its build-dependencies installed."""
+
+    path: Path
+    chroot: Chroot
+    prepare_seconds: float
+    installed: dict[str, str] = field(default_factory=dict)  # package -> version
+
+    def build_dir(self, level: str) -> Path:
+        """A level's directory, seen from the host; ``/build/<level>`` inside."""
+        return self.path / "build" / level
+
+    def inside(self, path: Path) -> str:
+        """The path a host path under the chroot has inside it."""
+        return "/" + path.relative_to(self.path).as_posix()
+
+
+def available() -> bool:
+    return shutil.which("mmdebstrap") is not None
+
+
+def source_files() -> list[Path]:
+    """The host's active apt sources: the chroot uses the same archive (and mirror)."""
+    files = [APT_SOURCES[0]] if APT_SOURCES[0].is_file() else []
+    if APT_SOURCES[1].is_dir():
+        files += sorted(
+            p for p in APT_SOURCES[1].iterdir() if p.suffix in (".list", ".sources") and p.is_file()
+        )
+    return [f for f in files if f.read_text().strip()]
+
+
+def default_spec() -> ChrootSpec:
+    arch = run(["dpkg", "--print-architecture"]).stdout.strip()
+    return ChrootSpec(SUITE, arch, VARIANT, tuple(f.read_text() for f in source_files()))
+
+
+def chroot_dir() -> Path:
+    return cache_root() / "chroots"
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise chroot creation between concurrent deepdeb runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _valid(tarball: Path, meta: Path) -> str | None:
+    """The tarball's SHA-256 if it is whole (matches its sidecar), else None."""
+    try:
+        recorded = json.loads(meta.read_text())
+        if tarball.stat().st_size != recorded["size"]:
+            return None
+        digest = sha256_file(tarball)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return digest if digest == recorded["sha256"] else None
+
+
+def ensure_chroot(spec: ChrootSpec | None = None, log: Path | None = None) -> Chroot:
+    """The cached chroot tarball for ``spec``, made (atomically) if missing or corrupt."""
+    if not available():
+        raise ChrootError("the clean-room backend needs mmdebstrap: apt-get install mmdebstrap")
+    spec = spec or default_spec()
+    if not spec.sources:
+        raise ChrootError("no apt sources on this machine to make a chroot from")
+    name = f"{spec.suite}-{spec.architecture}-{spec.variant}-{spec.key()}"
+    tarball = chroot_dir() / f"{name}.tar"
+    meta = chroot_dir() / f"{name}.json"
+    with _locked(chroot_dir() / f"{name}.lock"):
+        digest = _valid(tarball, meta)
+        if digest:
+            return Chroot(tarball, digest, spec, None)
+        tarball.unlink(missing_ok=True)
+        meta.unlink(missing_ok=True)
+        partial = tarball.with_name(f".{tarball.name}.partial.tar")
+        partial.unlink(missing_ok=True)
+        # mmdebstrap takes sources files as mirrors: one-line format as .list, deb822 as
+        # .sources.
+        mirrors: list[str] = []
+        for index, text in enumerate(spec.sources):
+            suffix = ".sources" if re.search(r"^Types:", text, re.M) else ".list"
+            mirror = chroot_dir() / f".{name}.{index}{suffix}"
+            mirror.write_text(text)
+            mirrors.append(str(mirror))
+        cmd = [
+            "mmdebstrap",
+            f"--variant={spec.variant}",
+            f"--architectures={spec.architecture}",
+            "--format=tar",
+            "--skip=cleanup/apt/lists",  # builds install their dependencies without an update
+            spec.suite,
+            str(partial),
+            *mirrors,
+        ]
+        start = time.monotonic()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        seconds = time.monotonic() - start
+        for used in mirrors:
+            Path(used).unlink(missing_ok=True)
+        if log is not None:
+            log.write_text(proc.stdout + proc.stderr)
+        if proc.returncode != 0 or not partial.is_file():
+            partial.unlink(missing_ok=True)
+            raise ChrootError(
+                f"mmdebstrap could not make the {spec.suite} chroot:\n{proc.stderr.strip()[-2000:]}"
+            )
+        digest = sha256_file(partial)
+        os.replace(partial, tarball)
+        record = {
+            "sha256": digest,
+            "size": tarball.stat().st_size,
+            "spec": asdict(spec),
+            "mmdebstrap": _version("mmdebstrap"),
+            "seconds": round(seconds, 1),
+        }
+        atomic_write_text(meta, json.dumps(record, indent=2) + "\n")
+        return Chroot(tarball, digest, spec, seconds)
+
+
+def _version(package: str) -> str:
+    proc = run(["dpkg-query", "-W", "-f", "${Version}", package], check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+
+
+def unpack_chroot(chroot: Chroot, dest: Path) -> None:
+    """Unpack the tarball; device nodes are left out (bwrap provides /dev)."""
+    dest.mkdir(parents=True)
+    run(["tar", "-xf", chroot.tarball, "-C", dest, "--numeric-owner", "--exclude=./dev/*"])
+
+
+def _bwrap_root(root: Path, binds: Sequence[tuple[str, str, str]]) -> list[str]:
+    """bwrap around a command run as root *in* the chroot, with the network (apt only)."""
+    args = ["bwrap", "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc"]
+    # /tmp must be world-writable: apt drops to the _apt user to verify signatures.
+    args += ["--unshare-pid", "--die-with-parent", "--perms", "1777", "--tmpfs", "/tmp"]
+    for kind, src, dest in binds:
+        args += [kind, src, dest]
+    return args
+
+
+def in_root(
+    root: Path,
+    command: Sequence[str],
+    binds: Sequence[tuple[str, str, str]] = (),
+    env: dict[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as root inside the unpacked chroot ``root``, with the network.
+
+    For setting a root up (apt) and for checks on what was installed in it; builds use the
+    sandbox instead (:func:`deepdeb.sandbox.wrap_chroot`), which has no network.
+    """
+    resolv = root / "etc" / "resolv.conf"
+    if resolv.is_symlink() or not resolv.exists():
+        resolv.unlink(missing_ok=True)
+        resolv.write_text("")
+    base = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "DEBIAN_FRONTEND": "noninteractive",
+        "LC_ALL": "C.UTF-8",
+        "HOME": "/root",
+    }
+    all_binds = [("--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"), *binds]
+    return run([*_bwrap_root(root, all_binds), *command], env={**base, **(env or {})}, check=check)
+
+
+def install_build_deps(root: Path, tree: Path, source: str) -> None:
+    """``apt-get build-dep`` the unpacked source ``tree`` inside ``root``.
+
+    apt's index comes with the tarball; when the archive has moved on since (a 404), the
+    index is refreshed once and the install tried again.
+    """
+    archives = cache_root() / "apt-archives"
+    (archives / "partial").mkdir(parents=True, exist_ok=True)
+    resolv = root / "etc" / "resolv.conf"
+    resolv.unlink(missing_ok=True)
+    resolv.write_text("")
+    binds = [
+        ("--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"),
+        ("--bind", str(archives), "/var/cache/apt/archives"),
+        ("--ro-bind", str(tree), "/deepdeb-src"),
+    ]
+    (root / "deepdeb-src").mkdir()
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "DEBIAN_FRONTEND": "noninteractive",
+        "LC_ALL": "C.UTF-8",
+    }
+    install = ["apt-get", "build-dep", "-y", "-q", "--no-install-recommends", "/deepdeb-src"]
+    proc = run([*_bwrap_root(root, binds), *install], env=env, check=False)
+    if proc.returncode != 0 and not _unsatisfiable(proc.stdout + proc.stderr):
+        run([*_bwrap_root(root, binds), "apt-get", "update", "-q"], env=env, check=False)
+        proc = run([*_bwrap_root(root, binds), *install], env=env, check=False)
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).strip()
+        unmet = _unsatisfiable(output)
+        if unmet:
+            raise MissingBuildDepsError(source, f"{unmet} (not installable in the {SUITE} chroot)")
+        raise ChrootError(f"installing the build-dependencies failed:\n{output[-2000:]}")
+    (root / "deepdeb-src").rmdir()
+
+
+def _unsatisfiable(apt_output: str) -> str | None:
+    """What apt says cannot be installed, if that is why it failed."""
+    found = re.findall(r"^\s*(?:builddeps:\S+ : )?Depends: (.+)$", apt_output, re.M)
+    found += re.findall(r"Unable to locate package (\S+)", apt_output)
+    found += re.findall(r"(Unable to satisfy dependencies.*)$", apt_output, re.M)
+    return "; ".join(f.strip() for f in found) or None
+
+
+def installed_packages(root: Path) -> dict[str, str]:
+    proc = run(
+        [
+            "dpkg-query",
+            f"--admindir={root / 'var/lib/dpkg'}",
+            "-W",
+            "-f",
+            "${db:Status-Abbrev}\t${binary:Package}\t${Version}\n",
+        ]
+    )
+    packages = {}
+    for line in proc.stdout.splitlines():
+        status, name, version = line.split("\t")
+        if status.startswith("ii"):
+            packages[name] = version
+    return packages
+
+
+def prepare(chroot: Chroot, dest: Path, tree: Path, source: str) -> CleanRoot:
+    """Unpack the chroot under ``dest`` and install ``tree``'s build-dependencies in it."""
+    start = time.monotonic()
+    unpack_chroot(chroot, dest)
+    install_build_deps(dest, tree, source)
+    (dest / "build").mkdir()
+    return CleanRoot(dest, chroot, time.monotonic() - start, installed_packages(dest))
+
+
+# --- Why a clean-room build failed -----------------------------------------------------
+
+_MISSING = (
+    ("header", re.compile(r"fatal error: ([\w./+-]+): No such file or directory")),
+    ("library", re.compile(r"cannot find -l([\w.+-]+)")),
+    ("pkg-config module", re.compile(r"No package '([\w.+-]+)' found")),
+    ("pkg-config module", re.compile(r"Package '([\w.+-]+)',? required by .* not found")),
+    ("command", re.compile(r"(?:^|\s|/)([\w.+-]+): (?:command )?not found$", re.M)),
+    ("CMake package", re.compile(r"package configuration file provided by\s+\"(\w+)\"")),
+)  # fmt: skip
+
+_PATTERNS = {
+    "header": "*/include/{}",
+    "library": "*/lib{}.so",
+    "pkg-config module": "*/pkgconfig/{}.pc",
+    "command": "*/bin/{}",
+    "CMake package": "*/cmake/*{}*Config.cmake",
+}
+
+
+@dataclass(frozen=True)
+class Missing:
+    kind: str
+    name: str
+    host_packages: tuple[str, ...]  # who provides it on the host, if anyone
+
+    def __str__(self) -> str:
+        where = (
+            f"installed on this host by {', '.join(self.host_packages)}"
+            if self.host_packages
+            else "not provided by any package installed on this host"
+        )
+        return f"{self.kind} {self.name} ({where})"
+
+
+def missing_inputs(log_text: str) -> list[tuple[str, str]]:
+    """(kind, name) of each file or tool a failed build looked for and did not find."""
+    found: list[tuple[str, str]] = []
+    for kind, pattern in _MISSING:
+        for name in pattern.findall(log_text):
+            if (kind, name) not in found:
+                found.append((kind, name))
+    return found
+
+
+def host_providers(kind: str, name: str) -> tuple[str, ...]:
+    """Host packages shipping what the build missed (``dpkg -S`` on a path pattern)."""
+    proc = run(["dpkg", "-S", _PATTERNS[kind].format(name)], check=False)
+    packages: list[str] = []
+    for line in proc.stdout.splitlines():
+        for package in line.split(":", 1)[0].split(","):
+            package = package.strip()
+            if package and package not in packages and not line.startswith("diversion"):
+                packages.append(package)
+    return tuple(packages)
+
+
+def explain_failure(log_text: str) -> list[Missing]:
+    return [Missing(k, n, host_providers(k, n)) for k, n in missing_inputs(log_text)]
+
+
+def describe(missing: Sequence[Missing]) -> str:
+    """The message a failed clean-room build adds: what it lacked, and who has it here."""
+    if not missing:
+        return ""
+    lines = [f"  {m}" for m in missing]
+    packages = sorted({p.split(":")[0] for m in missing for p in m.host_packages})
+    hint = (
+        f"\nThe host has them, the clean room does not: add {', '.join(packages)} to "
+        "Build-Depends in debian/control."
+        if packages
+        else ""
+    )
+    return (
+        "\n--- the clean room lacked (undeclared build-dependencies?) ---\n"
+        + "\n".join(lines)
+        + hint
+    )
+
+
+def record(root: CleanRoot) -> dict[str, object]:
+    """What report.json and the buildinfo say about the chroot."""
+    return {
+        "tarball": root.chroot.tarball.name,
+        "sha256": root.chroot.sha256,
+        "suite": root.chroot.spec.suite,
+        "variant": root.chroot.spec.variant,
+        "created_seconds": None
+        if root.chroot.created_seconds is None
+        else round(root.chroot.created_seconds, 1),
+        "prepare_seconds": round(root.prepare_seconds, 1),
+    }
