@@ -169,7 +169,7 @@ _FIELD_ORDER = (
 )
 
 
-def _write_control(tree: Path, control: Deb822) -> None:
+def write_control(tree: Path, control: Deb822) -> None:
     """Write control fields in dpkg-gencontrol's order, Description last."""
     ordered = Deb822()
     for name in [*_FIELD_ORDER, *control.keys(), "Description"]:
@@ -179,13 +179,17 @@ def _write_control(tree: Path, control: Deb822) -> None:
     (tree / "DEBIAN" / "control").write_text(ordered.dump(), encoding="utf-8")
 
 
-def _write_md5sums(tree: Path) -> None:
+def write_md5sums(tree: Path) -> None:
     lines = []
     for path in sorted(tree.rglob("*")):
         rel = path.relative_to(tree)
         if rel.parts[0] == "DEBIAN" or path.is_symlink() or not path.is_file():
             continue
-        lines.append(f"{hashlib.md5(path.read_bytes()).hexdigest()}  {rel.as_posix()}\n")
+        digest = hashlib.md5()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        lines.append(f"{digest.hexdigest()}  {rel.as_posix()}\n")
     (tree / "DEBIAN" / "md5sums").write_text("".join(lines), encoding="utf-8")
 
 
@@ -224,7 +228,9 @@ def source_date_epoch(base: VariantBuild) -> int:
     return int(out.strip())
 
 
-def _build_deb(tree: Path, dest_dir: Path, ext: str, epoch: int) -> AssembledPackage:
+def build_deb(
+    tree: Path, dest_dir: Path, ext: str, epoch: int, compress: tuple[str, ...] = ()
+) -> AssembledPackage:
     """dpkg-deb --build, with every mtime clamped to the source's date (reproducible)."""
     control = _control(tree)
     name = deb_filename(control["Package"], control["Version"], control["Architecture"], ext)
@@ -233,7 +239,7 @@ def _build_deb(tree: Path, dest_dir: Path, ext: str, epoch: int) -> AssembledPac
         if path.lstat().st_mtime > epoch:
             os.utime(path, (epoch, epoch), follow_symlinks=False)
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch))
-    run(["dpkg-deb", "--root-owner-group", "--build", tree, dest], env=env)
+    run(["dpkg-deb", "--root-owner-group", *compress, "--build", tree, dest], env=env)
     return AssembledPackage(
         package=control["Package"],
         version=control["Version"],
@@ -401,9 +407,9 @@ def _assemble_fat(plan: _Plan, dest: Path) -> list[AssembledPackage]:
             if not _is_dbgsym(name):
                 control["Depends"] = require_glibc(control.get("Depends"))
             control["Installed-Size"] = str(installed_size_kib(tree))
-            _write_md5sums(tree)
-        _write_control(tree, control)
-        package = _build_deb(tree, dest, deb.suffix.lstrip("."), plan.epoch)
+            write_md5sums(tree)
+        write_control(tree, control)
+        package = build_deb(tree, dest, deb.suffix.lstrip("."), plan.epoch)
         package.hwcaps_files = [] if _is_dbgsym(name) else added
         results.append(package)
     return sorted(results, key=lambda p: p.file.name)
@@ -525,11 +531,11 @@ def _addon(
     (doc / control["Package"]).symlink_to(base["Package"])
     (tree / "DEBIAN" / "triggers").write_text("activate-noawait ldconfig\n")
     control["Installed-Size"] = str(installed_size_kib(tree))
-    _write_md5sums(tree)
-    _write_control(tree, control)
+    write_md5sums(tree)
+    write_control(tree, control)
     for path in tree.rglob("*"):  # modes must not depend on the caller's umask
         if not path.is_symlink():
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
-    package = _build_deb(tree, dest, "deb", epoch)
+    package = build_deb(tree, dest, "deb", epoch)
     package.hwcaps_files = added
     return package

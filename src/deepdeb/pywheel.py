@@ -1,0 +1,267 @@
+"""Assemble a ``python3-<name>`` .deb from a verified wheel, the way dh-python would lay it out.
+
+* files under ``/usr/lib/python3/dist-packages`` (Debian's system Python), entry points as
+  ``/usr/bin`` scripts, byte-compilation left to ``py3compile`` in postinst (and
+  ``py3clean`` in prerm), as dh-python does;
+* libraries the wheel bundles (``torch/lib/*.so``, its own ``libgomp``) stay where the
+  wheel's RUNPATHs expect them and satisfy its own NEEDED entries; every other NEEDED
+  soname goes through dpkg-shlibdeps, so libc6, libstdc++6 and libgcc-s1 are depended on
+  with the versions the binaries need. No ``shlibs`` file is written: a bundled copy must
+  never be offered to other packages as the provider of a system soname;
+* ``Requires-Dist`` become Depends; flavours of one framework share a virtual package.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from debian.changelog import Changelog
+from debian.deb822 import Deb822
+
+from .assemble import AssembledPackage, build_deb, installed_size_kib, write_control, write_md5sums
+from .build import elf_files
+from .elf import read_elf
+from .errors import DeepdebError
+from .util import run
+from .wheel import DIST_PACKAGES, PYTHON, Dependency, Wheel, entry_point_script, extract
+
+MAINTAINER = "deepdeb <deepdeb@example.org>"  # the recipe sets its own
+CHOICES = ("depend", "bundle", "package")
+
+
+@dataclass(frozen=True)
+class PackageSpec:
+    """What to make of one wheel."""
+
+    package: str  # python3-torch, python3-torch-cuda, ...
+    version: str  # Debian version, revision included
+    provides: tuple[str, ...] = ()  # e.g. ("python3-torch-api (= 2.13.0+cpu-1)",)
+    conflicts: tuple[str, ...] = ()  # the other flavours
+    depends: tuple[str, ...] = ()  # relations from Requires-Dist, already decided
+    bundled: tuple[Wheel, ...] = ()  # dependency wheels shipped inside this package
+    drop: tuple[str, ...] = ()  # wheel paths (globs) to leave out
+    maintainer: str = MAINTAINER
+    section: str = "python"
+    compress: tuple[str, ...] = ("-Zxz", "-z6")
+
+
+@dataclass
+class WheelPackage:
+    deb: AssembledPackage
+    dropped: list[str] = field(default_factory=list)
+    bundled_sonames: list[str] = field(default_factory=list)
+    shlibs_depends: str = ""
+    scripts: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def wheel_epoch(wheel: Wheel) -> int:
+    """The newest file date in the wheel: a reproducible SOURCE_DATE_EPOCH for the .deb."""
+    with zipfile.ZipFile(wheel.path) as zf:
+        newest = max(i.date_time for i in zf.infolist())
+    return int(time.mktime((*newest, 0, 0, 0)) - time.timezone)
+
+
+def python_relations(wheel: Wheel) -> list[str]:
+    """cp311 wheels need exactly Python 3.11; pure ones any python3."""
+    tags = wheel.python_tags
+    if any(re.fullmatch(r"cp3\d+", t) for t in tags) and not wheel.purelib:
+        if f"cp{PYTHON.replace('.', '')}" not in tags:
+            raise DeepdebError(
+                f"{wheel.path.name} is for {', '.join(sorted(tags))}; Debian bookworm has "
+                f"Python {PYTHON} (cp{PYTHON.replace('.', '')})"
+            )
+        nxt = f"3.{int(PYTHON.split('.')[1]) + 1}"
+        return [f"python3 (>= {PYTHON}~)", f"python3 (<< {nxt})"]
+    return ["python3:any"]
+
+
+def relation_for(dep: Dependency, choice: str) -> str | None:
+    """The Depends entry for a requirement, given the recipe's choice for it."""
+    if choice == "bundle":
+        return None  # shipped inside; this package Provides it instead
+    if choice == "depend" and not dep.satisfiable:
+        return dep.relation(with_versions=False)  # what the archive has, knowingly
+    return dep.relation()
+
+
+def _write_scripts(wheel: Wheel, root: Path) -> list[str]:
+    made = []
+    for group in ("console_scripts", "gui_scripts"):
+        for name, target in wheel.entry_points.get(group, {}).items():
+            script = root / "usr/bin" / name
+            if script.exists():
+                continue
+            script.parent.mkdir(parents=True, exist_ok=True)
+            script.write_text(entry_point_script(target))
+            script.chmod(0o755)
+            made.append(name)
+    return made
+
+
+def _write_docs(wheel: Wheel, spec: PackageSpec, root: Path, epoch: int) -> None:
+    doc = root / "usr/share/doc" / spec.package
+    doc.mkdir(parents=True, exist_ok=True)
+    licence = str(wheel.metadata.get("License-Expression") or wheel.metadata.get("License") or "")
+    home = str(wheel.metadata.get("Home-page") or "")
+    for url in wheel.metadata.get_all("Project-URL") or []:
+        if not home and "," in url:
+            home = url.split(",", 1)[1].strip()
+    files = sorted(
+        p.relative_to(root / DIST_PACKAGES).as_posix()
+        for p in (root / DIST_PACKAGES / wheel.dist_info).rglob("*")
+        if p.is_file() and re.search(r"(LICEN[CS]E|COPYING|NOTICE)", p.name, re.I)
+    )
+    author = wheel.metadata.get("Author-email") or wheel.metadata.get("Author") or "upstream"
+    texts = "\n".join(f" /{DIST_PACKAGES}/{f}" for f in files) or " (none shipped)"
+    (doc / "copyright").write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+        f"Upstream-Name: {wheel.metadata['Name']}\n"
+        f"Source: {home or wheel.path.name}\n"
+        f"Comment: repacked from the upstream wheel {wheel.path.name} by deepdeb.\n"
+        " The licence texts shipped in the wheel are:\n"
+        f"{texts}\n\n"
+        f"Files: *\nCopyright: {author}\n"
+        f"License: {licence or 'unknown'}\n See the licence texts listed above.\n"
+    )
+    changelog = Changelog()
+    changelog.new_block(
+        package=spec.package,
+        version=spec.version,
+        distributions="bookworm",
+        urgency="medium",
+        author=spec.maintainer,
+        date=time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(epoch)),
+    )
+    changelog.add_change(f"  * Repacked from {wheel.path.name} by deepdeb.")
+    with gzip.GzipFile(doc / "changelog.Debian.gz", "wb", mtime=epoch) as gz:
+        gz.write(str(changelog).encode())
+
+
+def _maintainer_scripts(spec: PackageSpec, root: Path) -> None:
+    """py3compile/py3clean, as dh-python writes them (bytecode is not shipped)."""
+    debian = root / "DEBIAN"
+    (debian / "postinst").write_text(
+        '#!/bin/sh\nset -e\nif [ "$1" = configure ] && command -v py3compile >/dev/null; then\n'
+        f"\tpy3compile -p {spec.package}\nfi\n"
+    )
+    (debian / "prerm").write_text(
+        "#!/bin/sh\nset -e\nif command -v py3clean >/dev/null; then\n"
+        f"\tpy3clean -p {spec.package}\nelse\n"
+        f"\tdpkg -L {spec.package} | sed -n 's/\\.py$/.pyc/p' | xargs rm -f\n"
+        "\tfind /usr/lib/python3/dist-packages -type d -name __pycache__ -empty -delete\nfi\n"
+    )
+    for name in ("postinst", "prerm"):
+        (debian / name).chmod(0o755)
+
+
+def bundled_sonames(root: Path) -> dict[str, Path]:
+    """Shared libraries the package carries itself (soname -> file)."""
+    found: dict[str, Path] = {}
+    for path in elf_files(root):
+        info = read_elf(path)
+        if info.soname:
+            found.setdefault(info.soname, path)
+        found.setdefault(path.name, path)  # NEEDED may name a file without SONAME
+    return found
+
+
+def shlibs_depends(root: Path, package: str, work: Path) -> str:
+    """dpkg-shlibdeps over every ELF file; the package's own libraries satisfy themselves.
+
+    The directories holding bundled libraries are passed with ``-l`` so dpkg-shlibdeps
+    resolves those NEEDED entries inside the package (no dependency), and only system
+    sonames turn into Depends.
+    """
+    elves = [p for p in elf_files(root)]
+    if not elves:
+        return ""
+    scratch = work / "shlibdeps"
+    (scratch / "debian").mkdir(parents=True, exist_ok=True)
+    (scratch / "debian" / "control").write_text(
+        f"Source: {package}\n\nPackage: {package}\nArchitecture: any\n"
+    )
+    tree = scratch / "debian" / package
+    if tree.exists() or tree.is_symlink():
+        tree.unlink() if tree.is_symlink() else shutil.rmtree(tree)
+    tree.symlink_to(root.resolve())
+    libdirs = sorted({str(p.parent) for p in elves if ".so" in p.name})
+    cmd = ["dpkg-shlibdeps", "-O", f"-T{scratch / 'substvars'}", "--ignore-missing-info"]
+    cmd += [f"-l{d}" for d in libdirs]
+    proc = run([*cmd, *map(str, elves)], cwd=scratch, check=False)
+    if proc.returncode != 0:
+        raise DeepdebError(f"dpkg-shlibdeps failed for {package}:\n{proc.stderr.strip()[-2000:]}")
+    match = re.search(r"^shlibs:Depends=(.*)$", proc.stdout, re.M)
+    return match.group(1).strip() if match else ""
+
+
+def build_package(wheel: Wheel, spec: PackageSpec, work: Path, dest: Path) -> WheelPackage:
+    """Lay the wheel out as a Debian package and build the .deb into ``dest``."""
+    start = time.monotonic()
+    root = work / spec.package
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "DEBIAN").mkdir(parents=True)
+    dropped = extract(wheel, root, list(spec.drop))
+    for other in spec.bundled:
+        extract(other, root)
+        _installer(root, other)
+    _installer(root, wheel)
+    scripts = _write_scripts(wheel, root)
+    epoch = wheel_epoch(wheel)
+    _write_docs(wheel, spec, root, epoch)
+    elves = list(elf_files(root))
+    shlibs = shlibs_depends(root, spec.package, work) if elves else ""
+    depends = [*python_relations(wheel), *spec.depends]
+    if shlibs:
+        depends.append(shlibs)
+    summary = str(wheel.metadata.get("Summary") or wheel.name).strip().rstrip(".")
+    control = Deb822()
+    control["Package"] = spec.package
+    control["Version"] = spec.version
+    control["Architecture"] = "amd64" if elves else "all"
+    control["Maintainer"] = spec.maintainer
+    control["Installed-Size"] = str(installed_size_kib(root))
+    control["Depends"] = ", ".join(depends)
+    if spec.conflicts:
+        control["Conflicts"] = ", ".join(spec.conflicts)
+        control["Replaces"] = ", ".join(spec.conflicts)
+    if spec.provides:
+        control["Provides"] = ", ".join(spec.provides)
+    control["Section"] = spec.section
+    control["Priority"] = "optional"
+    control["Description"] = (
+        f"{summary[:70]}\n Python 3 package {wheel.metadata['Name']} {wheel.version}, repacked "
+        f"by deepdeb\n from the upstream wheel {wheel.path.name}."
+    )
+    has_python = any((root / DIST_PACKAGES).rglob("*.py"))
+    if has_python:
+        _maintainer_scripts(spec, root)
+    write_control(root, control)
+    write_md5sums(root)
+    for path in [root, *root.rglob("*")]:
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
+    deb = build_deb(root, dest, "deb", epoch, spec.compress)
+    return WheelPackage(
+        deb=deb,
+        dropped=dropped,
+        bundled_sonames=sorted(
+            n for n, p in bundled_sonames(root).items() if n.startswith("lib") and ".so" in n
+        ),
+        shlibs_depends=shlibs,
+        scripts=scripts,
+        seconds=time.monotonic() - start,
+    )
+
+
+def _installer(root: Path, wheel: Wheel) -> None:
+    info = root / DIST_PACKAGES / wheel.dist_info
+    if info.is_dir():
+        (info / "INSTALLER").write_text("debian\n")

@@ -1,0 +1,176 @@
+"""Wheels to Debian packages: verification, metadata mapping and the package itself."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import contents, control
+from debian.debian_support import version_compare
+from packaging.specifiers import Specifier
+from packaging.version import Version
+from wheelmaker import make_wheel, native_wheel
+
+from deepdeb import cleanroom, wheel
+from deepdeb.pywheel import PackageSpec, build_package
+
+PURE = {"tinypkg/__init__.py": b"VALUE = 42\n"}
+
+
+def test_pep440_versions_map_to_debian_versions_that_sort_the_same() -> None:
+    pep = [
+        "1.0.dev0", "1.0a1.dev0", "1.0a1", "1.0b2", "1.0rc1", "1.0", "1.0+cpu",
+        "1.0.post1", "1.0.1", "1!0.5",
+    ]  # fmt: skip
+    assert pep == sorted(pep, key=Version)
+    deb = [wheel.debian_version(v) for v in pep]
+    assert deb == sorted(deb, key=functools.cmp_to_key(version_compare))
+    assert wheel.debian_version("2.13.0+cpu") == "2.13.0+cpu"
+    assert wheel.debian_version("1.0rc1") == "1.0~rc1"
+    assert wheel.debian_version("1!0.5") == "1:0.5"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (">=4.10.0", [(">=", "4.10.0")]),
+        ("<2", [("<<", "2")]),
+        ("==1.2.*", [(">=", "1.2"), ("<<", "1.3~")]),
+        ("~=1.4.2", [(">=", "1.4.2"), ("<<", "1.5~")]),
+        ("==2.0rc1", [("=", "2.0~rc1")]),
+        ("!=1.3", []),
+    ],
+)
+def test_specifiers_become_debian_relations(spec: str, expected: list[tuple[str, str]]) -> None:
+    assert wheel.relations(Specifier(spec)) == expected
+
+
+def test_wheel_without_record_is_refused(tmp_path: Path) -> None:
+    whl = make_wheel(tmp_path, "tinypkg", "1.0", PURE, record=False)
+    with pytest.raises(wheel.WheelError, match=r"no tinypkg-1\.0\.dist-info/RECORD"):
+        wheel.open_wheel(whl)
+
+
+def test_wheel_with_a_bad_hash_is_refused(tmp_path: Path) -> None:
+    whl = make_wheel(tmp_path, "tinypkg", "1.0", PURE, tamper="tinypkg/__init__.py")
+    opened = wheel.open_wheel(whl)
+    with pytest.raises(wheel.WheelError, match=r"tinypkg/__init__.py: SHA-256 does not match"):
+        wheel.extract(opened, tmp_path / "root")
+
+
+@pytest.mark.parametrize("evil", ["../../etc/cron.d/x", "/etc/passwd", "tinypkg/../../up"])
+def test_wheel_with_a_path_escaping_its_root_is_refused(tmp_path: Path, evil: str) -> None:
+    whl = make_wheel(tmp_path, "tinypkg", "1.0", PURE, extra_members={evil: b"x"})
+    with pytest.raises(wheel.WheelError, match="escapes the wheel's root"):
+        wheel.open_wheel(whl)
+    assert not (tmp_path / "etc").exists()
+
+
+def test_file_missing_from_record_is_refused(tmp_path: Path) -> None:
+    whl = make_wheel(tmp_path, "tinypkg", "1.0", PURE, extra_members={"tinypkg/x.py": b"1"})
+    with pytest.raises(wheel.WheelError, match=r"files not in RECORD: tinypkg/x.py"):
+        wheel.open_wheel(whl)
+
+
+def test_requirements_map_to_debian_and_unsatisfiable_ones_are_named(tmp_path: Path) -> None:
+    whl = wheel.open_wheel(native_wheel(tmp_path, tmp_path / "dist"))
+    deps = wheel.dependencies(whl)
+    assert [d.package for d in deps] == ["python3-numpy", "python3-typing-extensions"]
+    wheel.check_archive(deps)
+    numpy, typing = deps
+    assert numpy.relation() == "python3-numpy (>= 1.20)" and numpy.satisfiable
+    assert not typing.satisfiable
+    assert typing.why_not().startswith("the archive has python3-typing-extensions 4.")
+    with_yaml = wheel.dependencies(whl, extras=("yaml",))
+    assert "python3-yaml" in [d.package for d in with_yaml]
+
+
+@pytest.fixture(scope="module")
+def native_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("native")
+    whl = wheel.open_wheel(native_wheel(tmp, tmp / "dist"))
+    spec = PackageSpec(
+        package="python3-fastmod",
+        version=wheel.debian_version(whl.version) + "-1",
+        depends=("python3-numpy (>= 1.20)",),
+    )
+    built = build_package(whl, spec, tmp / "work", tmp)
+    return built.deb.file
+
+
+def test_native_wheel_becomes_a_debian_package(native_deb: Path) -> None:
+    fields = control(native_deb)
+    assert fields["Package"] == "python3-fastmod" and fields["Version"] == "1.2.0-1"
+    assert fields["Architecture"] == "amd64"
+    depends = fields["Depends"]
+    assert "python3 (>= 3.11~), python3 (<< 3.12)" in depends
+    assert "python3-numpy (>= 1.20)" in depends
+    assert "libc6 (>= " in depends  # from dpkg-shlibdeps on the extension and libhelper
+    assert "libhelper" not in depends  # bundled: satisfied inside the package
+    files = contents(native_deb)
+    site = "/usr/lib/python3/dist-packages"
+    assert f"{site}/fastmod/lib/libhelper.so" in files
+    assert f"{site}/fastmod-1.2.0.dist-info/METADATA" in files
+    assert f"{site}/fastmod-1.2.0.dist-info/RECORD" not in files
+    assert "/usr/bin/fastmod-hyp" in files
+    assert not any(f.endswith(".pyc") for f in files)
+    info = subprocess.run(
+        ["dpkg-deb", "--ctrl-tarfile", native_deb], check=True, capture_output=True
+    ).stdout
+    assert b"./shlibs" not in info  # never offers its bundled library to others
+    postinst = subprocess.run(
+        ["dpkg-deb", "-I", native_deb, "postinst"], check=True, capture_output=True, text=True
+    ).stdout
+    assert "py3compile -p python3-fastmod" in postinst
+
+
+def test_the_unpacked_package_runs(native_deb: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    subprocess.run(["dpkg-deb", "-x", str(native_deb), str(root)], check=True)
+    site = root / "usr/lib/python3/dist-packages"
+    env = dict(os.environ, PYTHONPATH=str(site))
+    out = subprocess.run(
+        ["/usr/bin/python3", "-c", "import fastmod; print(fastmod.hyp(3, 4))"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert out.strip() == "5.0"
+    script = subprocess.run(
+        ["/usr/bin/python3", str(root / "usr/bin/fastmod-hyp")],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert script.strip() == "hyp 5.0"
+
+
+@pytest.mark.slow
+def test_apt_installs_it_in_a_clean_root_and_byte_compiles_it(
+    native_deb: Path, tmp_path: Path
+) -> None:
+    """apt resolves python3 and python3-numpy from the archive; postinst byte-compiles with
+    py3compile and prerm's py3clean takes the bytecode away again."""
+    root = tmp_path / "root"
+    cleanroom.unpack_chroot(cleanroom.ensure_chroot(), root)
+    binds = [("--ro-bind", str(native_deb.parent), "/debs")]
+    cleanroom.in_root(root, ["apt-get", "install", "-y", "-q", f"/debs/{native_deb.name}"],
+                      binds=binds)  # fmt: skip
+    run = cleanroom.in_root(
+        root, ["python3", "-c", "import fastmod, numpy; print(fastmod.hyp(3, 4))"]
+    )
+    assert run.stdout.strip() == "5.0"
+    assert cleanroom.in_root(root, ["fastmod-hyp"]).stdout.strip() == "hyp 5.0"
+    site = root / "usr/lib/python3/dist-packages/fastmod"
+    assert list(site.glob("__pycache__/__init__.cpython-311.pyc"))
+    cleanroom.in_root(root, ["apt-get", "remove", "-y", "-q", "python3-fastmod"])
+    assert not site.exists()
+
+
+def test_pure_wheel_is_architecture_all(tmp_path: Path) -> None:
+    whl = wheel.open_wheel(make_wheel(tmp_path, "tinypkg", "1.0rc1", PURE))
+    spec = PackageSpec(package="python3-tinypkg", version="1.0~rc1-1")
+    deb = build_package(whl, spec, tmp_path / "work", tmp_path).deb.file
+    fields = control(deb)
+    assert fields["Architecture"] == "all" and fields["Depends"] == "python3:any"
+    lintian = subprocess.run(["lintian", str(deb)], capture_output=True, text=True)
+    assert "\nE: " not in "\n" + lintian.stdout, lintian.stdout
