@@ -125,6 +125,10 @@ def test_native_wheel_becomes_a_debian_package(native_deb: Path) -> None:
         ["dpkg-deb", "-I", native_deb, "postinst"], check=True, capture_output=True, text=True
     ).stdout
     assert "py3compile -p python3-fastmod" in postinst
+    bcep = subprocess.run(
+        ["dpkg-deb", "--fsys-tarfile", native_deb], check=True, capture_output=True
+    ).stdout
+    assert b"usr/share/python3/bcep/python3-fastmod" in bcep
 
 
 def test_the_unpacked_package_runs(native_deb: Path, tmp_path: Path) -> None:
@@ -162,6 +166,7 @@ def test_apt_installs_it_in_a_clean_root_and_byte_compiles_it(
     assert cleanroom.in_root(root, ["fastmod-hyp"]).stdout.strip() == "hyp 5.0"
     site = root / "usr/lib/python3/dist-packages/fastmod"
     assert list(site.glob("__pycache__/__init__.cpython-311.pyc"))
+    assert not list(site.glob("__pycache__/py312.*"))  # skipped, as the bcep file says
     cleanroom.in_root(root, ["apt-get", "remove", "-y", "-q", "python3-fastmod"])
     assert not site.exists()
 
@@ -174,3 +179,124 @@ def test_pure_wheel_is_architecture_all(tmp_path: Path) -> None:
     assert fields["Architecture"] == "all" and fields["Depends"] == "python3:any"
     lintian = subprocess.run(["lintian", str(deb)], capture_output=True, text=True)
     assert "\nE: " not in "\n" + lintian.stdout, lintian.stdout
+
+
+def _flavour_recipe(tmp: Path, cuda_wheel: Path, cpu_wheel: Path, rocm: str = "") -> Path:
+    recipe = tmp / "recipe.toml"
+    recipe.write_text(
+        f'[flavor.cpu]\nwheel = "{cpu_wheel}"\n\n'
+        f'[flavor.cuda]\nwheel = "{cuda_wheel}"\n'
+        'requires = { "nvidia-cuda-runtime-cu12" = "package", "typing-extensions" = "depend" }\n'
+        + rocm
+    )
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def flavours(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    """fastmod in two flavours: cpu, and cuda needing NVIDIA's (non-free) CUDA runtime."""
+    import json
+
+    from rich.console import Console
+
+    from deepdeb.recipe import load_recipe
+    from deepdeb.wheelbuild import UnsatisfiedRequirements, run_wheel_build
+
+    tmp = tmp_path_factory.mktemp("flavours")
+    cpu = native_wheel(tmp / "cpu", tmp / "cpu-dist")
+    cuda = native_wheel(
+        tmp / "cuda", tmp / "cuda-dist", requires_extra=("nvidia-cuda-runtime-cu12==12.9.79",)
+    )
+    recipe = load_recipe(_flavour_recipe(tmp, cuda, cpu))
+    with pytest.raises(
+        UnsatisfiedRequirements, match=r"typing-extensions>=99\.0 \(python3-fastmod\)"
+    ):
+        run_wheel_build(recipe, tmp / "refused", Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    (tmp / "recipe.toml").write_text(
+        (tmp / "recipe.toml")
+        .read_text()
+        .replace(
+            f'[flavor.cpu]\nwheel = "{cpu}"\n',
+            f'[flavor.cpu]\nwheel = "{cpu}"\nrequires = {{ "typing-extensions" = "depend" }}\n',
+        )
+    )
+    recipe = load_recipe(tmp / "recipe.toml")
+    run_wheel_build(recipe, tmp / "out", Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    return tmp / "out", json.loads((tmp / "out" / "report.json").read_text())
+
+
+def test_flavours_provide_one_api_and_conflict(flavours: tuple[Path, dict[str, object]]) -> None:
+    out, report = flavours
+    packages = {p["package"]: p for p in report["packages"]}  # type: ignore[attr-defined]
+    cpu, cuda = packages["python3-fastmod"], packages["python3-fastmod-cuda"]
+    cpu_fields = control(out / cpu["file"])
+    cuda_fields = control(out / cuda["file"])
+    assert cpu_fields["Provides"] == "python3-fastmod-api (= 1.2.0-1)"
+    assert cuda_fields["Provides"] == "python3-fastmod-api (= 1.2.0-1)"
+    assert cpu_fields["Conflicts"] == cpu_fields["Replaces"] == "python3-fastmod-cuda"
+    assert cuda_fields["Conflicts"] == cuda_fields["Replaces"] == "python3-fastmod"
+    assert "python3-nvidia-cuda-runtime-cu12 (= 12.9.79)" in cuda_fields["Depends"]
+    assert "nvidia" not in cpu_fields["Depends"]
+    # typing-extensions>=99 cannot be had: "depend" keeps the archive's, without the version
+    assert "python3-typing-extensions," in cpu_fields["Depends"] + ","
+    unsatisfied = {r["requirement"] for r in report["unsatisfied_in_bookworm"]}  # type: ignore[index]
+    assert "typing-extensions>=99.0" in unsatisfied
+
+
+def test_cuda_runtime_is_non_free_and_the_cuda_flavour_contrib(
+    flavours: tuple[Path, dict[str, object]],
+) -> None:
+    out, report = flavours
+    packages = {p["package"]: p for p in report["packages"]}  # type: ignore[attr-defined]
+    runtime = packages["python3-nvidia-cuda-runtime-cu12"]
+    assert runtime["area"] == "non-free" and runtime["redistributable"] is True
+    assert any("NVIDIA" in r for r in runtime["licence_reasons"])
+    assert packages["python3-fastmod-cuda"]["area"] == "contrib"
+    assert packages["python3-fastmod"]["area"] != "contrib"
+    fields = control(out / runtime["file"])
+    assert fields["Package"] == "python3-nvidia-cuda-runtime-cu12"
+    files = contents(out / runtime["file"])
+    assert any(f.endswith("libcudart.so.12") for f in files)
+
+
+def test_cpu_parts_of_the_cuda_flavour_import(
+    flavours: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
+    """No GPU here: the cuda flavour's own code must still import and run on the CPU."""
+    out, report = flavours
+    cuda = next(p for p in report["packages"] if p["package"] == "python3-fastmod-cuda")  # type: ignore[attr-defined]
+    subprocess.run(["dpkg-deb", "-x", str(out / cuda["file"]), str(tmp_path)], check=True)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "usr/lib/python3/dist-packages"))
+    proc = subprocess.run(
+        ["/usr/bin/python3", "-c", "import fastmod; print(fastmod.hyp(6, 8))"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert proc.stdout.strip() == "10.0"
+
+
+def test_a_flavour_whose_wheel_is_missing_refuses_clearly(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from deepdeb.errors import SourceError
+    from deepdeb.recipe import load_recipe
+    from deepdeb.wheelbuild import run_wheel_build
+
+    cpu = make_wheel(tmp_path, "tinypkg", "1.0", PURE)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[flavor.cpu]\nwheel = "{cpu}"\n\n[flavor.rocm]\nwheel = "rocm/x.whl"\n')
+    with pytest.raises(SourceError, match=r"flavour rocm: wheel not found: .*rocm/x\.whl"):
+        run_wheel_build(load_recipe(recipe), tmp_path / "out", Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    assert not (tmp_path / "out" / "report.json").exists()
+
+
+def test_unknown_flavour_is_a_recipe_error_with_its_line(tmp_path: Path) -> None:
+    from deepdeb.errors import RecipeError
+    from deepdeb.recipe import load_recipe
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[flavor.cpu]\nwheel = "a.whl"\n\n[flavor.opencl]\nwheel = "b.whl"\n')
+    with pytest.raises(RecipeError, match=r"r\.toml:4: unknown flavour \[flavor\.opencl\]"):
+        load_recipe(recipe)
+    recipe.write_text('[source]\npypi = "torch==2.13.0"\n\n[python.requires]\nsympy = "vendor"\n')
+    with pytest.raises(RecipeError, match=r"requires: expected a table of PyPI name"):
+        load_recipe(recipe)

@@ -80,7 +80,13 @@ def compile_so(tmp: Path, name: str, code: str, args: tuple[str, ...] = ()) -> b
     return out.read_bytes()
 
 
-def native_wheel(tmp: Path, dest: Path, name: str = "fastmod", version: str = "1.2.0") -> Path:
+def native_wheel(
+    tmp: Path,
+    dest: Path,
+    name: str = "fastmod",
+    version: str = "1.2.0",
+    requires_extra: tuple[str, ...] = (),
+) -> Path:
     """A cp311 wheel with an extension module that needs a library bundled in the wheel
     (``fastmod/lib/libhelper.so``, found through RUNPATH $ORIGIN/lib) and libm from the system.
     """
@@ -119,8 +125,15 @@ def native_wheel(tmp: Path, dest: Path, name: str = "fastmod", version: str = "1
             f"{name}/_fast.cpython-311-x86_64-linux-gnu.so": ext,
             f"{name}/lib/libhelper.so": helper,
             f"{name}/cli.py": b"def main():\n    print('hyp', __import__('fastmod').hyp(3, 4))\n",
+            # syntax of Python 3.12, which bookworm's 3.11 cannot byte-compile
+            f"{name}/py312.py": b"def first[T](items: list[T]) -> T:\n    return items[0]\n",
         },
-        requires=("numpy>=1.20", 'pyyaml; extra == "yaml"', "typing-extensions>=99.0"),
+        requires=(
+            "numpy>=1.20",
+            'pyyaml; extra == "yaml"',
+            "typing-extensions>=99.0",
+            *requires_extra,
+        ),
         tag="cp311-cp311-manylinux_2_28_x86_64",
         entry_points="[console_scripts]\nfastmod-hyp = fastmod.cli:main\n",
     )

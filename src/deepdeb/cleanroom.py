@@ -218,8 +218,10 @@ def in_root(
     binds: Sequence[tuple[str, str, str]] = (),
     env: dict[str, str] | None = None,
     check: bool = True,
+    network: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` as root inside the unpacked chroot ``root``, with the network.
+    """Run ``command`` as root inside the unpacked chroot ``root`` (with the network unless
+    ``network`` is false).
 
     For setting a root up (apt) and for checks on what was installed in it; builds use the
     sandbox instead (:func:`deepdeb.sandbox.wrap_chroot`), which has no network.
@@ -235,7 +237,8 @@ def in_root(
         "HOME": "/root",
     }
     all_binds = [("--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"), *binds]
-    return run([*_bwrap_root(root, all_binds), *command], env={**base, **(env or {})}, check=check)
+    jail = _bwrap_root(root, all_binds) + ([] if network else ["--unshare-net"])
+    return run([*jail, *command], env={**base, **(env or {})}, check=check)
 
 
 def install_build_deps(root: Path, tree: Path, source: str) -> None:

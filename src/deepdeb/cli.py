@@ -8,6 +8,7 @@ import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -21,6 +22,7 @@ from .pipeline import BACKENDS, LAYOUTS, run_build
 from .recipe import load_recipe, with_levels
 from .report import print_audit, print_inventory, print_report
 from .util import atomic_write_text
+from .wheelbuild import run_wheel_build
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -161,8 +163,32 @@ def _cmd_cpu(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def _print_wheel_report(report: dict[str, Any], out: Console) -> None:
+    table = Table(title="python packages from wheels")
+    for col in ("package", "version", "size", "installed", "area", "depends (system)"):
+        table.add_column(col, justify="right" if col in ("size", "installed") else "left")
+    for p in report["packages"]:
+        table.add_row(
+            p["package"],
+            p["version"],
+            f"{p['size'] / 2**20:.1f} MiB",
+            f"{p['installed_size_kib'] / 1024:.0f} MiB",
+            p["area"] + ("" if p["redistributable"] else " (local only)"),
+            p["shlibs_depends"] or "-",
+        )
+    out.print(table)
+    for row in report["unsatisfied_in_bookworm"]:
+        have = ", ".join(row["archive_versions"]) or "nothing"
+        out.print(f"not in bookworm: {row['requirement']} (archive: {have}) -> {row['choice']}")
+
+
 def _cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
     recipe = load_recipe(args.recipe)
+    if recipe.source.is_wheel:
+        wheels = run_wheel_build(recipe, args.out, err)
+        _print_wheel_report(wheels, out)
+        out.print(f"report: {args.out / 'report.json'}")
+        return 0
     if args.levels:
         recipe = with_levels(recipe, [s.strip() for s in args.levels.split(",") if s.strip()])
     report = run_build(

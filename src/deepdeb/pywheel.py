@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import re
 import shutil
+import subprocess
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class WheelPackage:
     bundled_sonames: list[str] = field(default_factory=list)
     shlibs_depends: str = ""
     scripts: list[str] = field(default_factory=list)
+    not_compiled: list[str] = field(default_factory=list)  # newer-Python syntax: left as .py
     seconds: float = 0.0
 
 
@@ -144,9 +146,44 @@ def _write_docs(wheel: Wheel, spec: PackageSpec, root: Path, epoch: int) -> None
         gz.write(str(changelog).encode())
 
 
-def _maintainer_scripts(spec: PackageSpec, root: Path) -> None:
-    """py3compile/py3clean, as dh-python writes them (bytecode is not shipped)."""
+_CHECK_SYNTAX = """
+import sys
+for path in sys.stdin.read().splitlines():
+    try:
+        compile(open(path, "rb").read(), path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        print(path)
+"""
+
+
+def uncompilable(root: Path) -> list[str]:
+    """Python files bookworm's Python cannot compile (wheels ship some for newer Pythons):
+    py3compile must skip them, or postinst fails."""
+    files = sorted(str(p) for p in (root / DIST_PACKAGES).rglob("*.py"))
+    if not files:
+        return []
+    proc = subprocess.run(
+        ["/usr/bin/python3", "-c", _CHECK_SYNTAX],
+        input="\n".join(files), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return ["/" + Path(p).relative_to(root).as_posix() for p in proc.stdout.splitlines()]
+
+
+def _maintainer_scripts(spec: PackageSpec, root: Path, skip: list[str]) -> None:
+    """py3compile/py3clean, as dh-python writes them (bytecode is not shipped).
+
+    Files that bookworm's Python cannot compile are listed in the package's
+    ``/usr/share/python3/bcep/`` file, which is how py3compile is told to skip public
+    modules (its ``-X`` option only applies to private directories).
+    """
     debian = root / "DEBIAN"
+    if skip:
+        bcep = root / "usr/share/python3/bcep" / spec.package
+        bcep.parent.mkdir(parents=True, exist_ok=True)
+        bcep.write_text(
+            "# written by deepdeb: syntax newer than this Python, not byte-compiled\n"
+            + "".join(f"file||{path}\n" for path in skip)
+        )
     (debian / "postinst").write_text(
         '#!/bin/sh\nset -e\nif [ "$1" = configure ] && command -v py3compile >/dev/null; then\n'
         f"\tpy3compile -p {spec.package}\nfi\n"
@@ -241,8 +278,10 @@ def build_package(wheel: Wheel, spec: PackageSpec, work: Path, dest: Path) -> Wh
         f"by deepdeb\n from the upstream wheel {wheel.path.name}."
     )
     has_python = any((root / DIST_PACKAGES).rglob("*.py"))
+    skipped = uncompilable(root) if has_python else []
     if has_python:
-        _maintainer_scripts(spec, root)
+        _maintainer_scripts(spec, root, skipped)
+    control["Installed-Size"] = str(installed_size_kib(root))
     write_control(root, control)
     write_md5sums(root)
     for path in [root, *root.rglob("*")]:
@@ -257,6 +296,7 @@ def build_package(wheel: Wheel, spec: PackageSpec, work: Path, dest: Path) -> Wh
         ),
         shlibs_depends=shlibs,
         scripts=scripts,
+        not_compiled=skipped,
         seconds=time.monotonic() - start,
     )
 

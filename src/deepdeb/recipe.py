@@ -30,6 +30,12 @@ class Source:
     sha256: str | None = None  # ... with its hash
     git: str | None = None  # a git repository holding a Debian source tree ...
     commit: str | None = None  # ... at this commit
+    wheel: Path | None = None  # a prebuilt wheel on disk (repacked, not built)
+    pypi: str | None = None  # "name==version": a wheel fetched with pip, its hash recorded
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.wheel is not None or self.pypi is not None
 
     @property
     def label(self) -> str:
@@ -39,6 +45,10 @@ class Source:
             return f"{self.url} (sha256 {self.sha256})"
         if self.git is not None:
             return f"{self.git} (commit {self.commit})"
+        if self.wheel is not None:
+            return str(self.wheel)
+        if self.pypi is not None:
+            return f"pypi:{self.pypi}"
         return str(self.debian)
 
 
@@ -58,6 +68,39 @@ class Benchmark:
     timeout: float = 600.0
 
 
+REQUIRE_CHOICES = ("depend", "bundle", "package")
+FLAVORS = ("cpu", "cuda", "rocm")
+
+
+@dataclass(frozen=True)
+class Python:
+    """[python]: how a wheel becomes a python3-* package (recipes with a wheel source)."""
+
+    package: str | None = None  # default python3-<name>
+    requires: tuple[tuple[str, str], ...] = ()  # (PyPI name, depend|bundle|package)
+    drop: tuple[str, ...] = ()  # wheel paths (globs) left out, e.g. test-only libraries
+    extras: tuple[str, ...] = ()
+    maintainer: str | None = None
+
+
+@dataclass(frozen=True)
+class Flavor:
+    """[flavor.NAME]: one build of the framework (cpu, cuda, rocm), its own wheel."""
+
+    name: str
+    source: Source
+    python: Python
+
+
+@dataclass(frozen=True)
+class Sanity:
+    """[sanity]: train on a Debian dataset package in a clean root, require an accuracy."""
+
+    dataset: str = "fashion-mnist"
+    min_accuracy: float = 0.80
+    seconds: float = 60.0
+
+
 @dataclass(frozen=True)
 class Recipe:
     path: Path
@@ -68,6 +111,9 @@ class Recipe:
     models: tuple[dict[str, str], ...] = ()
     datasets: tuple[dict[str, str], ...] = ()
     depends: tuple[str, ...] = ()  # Debian packages it needs beyond its debian/control
+    python: Python | None = None
+    flavors: tuple[Flavor, ...] = ()
+    sanity: Sanity | None = None
 
     @property
     def directory(self) -> Path:
@@ -129,6 +175,28 @@ def _is_names(v: Any) -> str | None:
     return None if ok else "a list of Debian package names"
 
 
+def _is_requires(v: Any) -> str | None:
+    ok = isinstance(v, dict) and all(
+        isinstance(k, str) and x in REQUIRE_CHOICES for k, x in v.items()
+    )
+    return None if ok else f"a table of PyPI name = one of {', '.join(REQUIRE_CHOICES)}"
+
+
+def _is_globs(v: Any) -> str | None:
+    ok = isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+    return None if ok else "a list of paths or glob patterns"
+
+
+def _is_fraction(v: Any) -> str | None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 1
+    return None if ok else "a number in (0, 1]"
+
+
+def _is_pin(v: Any) -> str | None:
+    ok = isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!_-]+", v) is not None
+    return None if ok else "'name==version' (pinned)"
+
+
 def _is_suffix(v: Any) -> str | None:
     ok = isinstance(v, str) and re.fullmatch(r"\+[a-z0-9][a-z0-9.+~]*", v) is not None
     return None if ok else 'a Debian version suffix starting with "+" (e.g. "+hwcaps1")'
@@ -142,7 +210,17 @@ _SCHEMA: dict[str, dict[str, _Check]] = {
         "sha256": _is_sha256,
         "git": _is_str,
         "commit": _is_commit,
+        "wheel": _is_str,
+        "pypi": _is_pin,
     },
+    "python": {
+        "package": _is_str,
+        "requires": _is_requires,
+        "drop": _is_globs,
+        "extras": _is_globs,
+        "maintainer": _is_str,
+    },
+    "sanity": {"dataset": _is_str, "min_accuracy": _is_fraction, "seconds": _is_seconds},
     "isa": {
         "levels": _is_levels,
         "min_speedup": _is_speedup,
@@ -236,12 +314,13 @@ def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
             if "name" not in entry or "license" not in entry:
                 raise fail(f"[[{table}]] needs 'name' and 'license'", table)
         ml[table] = tuple(entries)
+    raw_flavors = data.pop("flavor", {})
     for table, value in data.items():
         if table not in _SCHEMA:
             known = ", ".join(f"[{t}]" for t in _SCHEMA)
             raise RecipeError(
                 path,
-                f"unknown table [{table}] (known: {known}, [[model]], [[dataset]])",
+                f"unknown table [{table}] (known: {known}, [flavor.*], [[model]], [[dataset]])",
                 _line_of(text, table),
             )
         if not isinstance(value, dict):
@@ -254,35 +333,38 @@ def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
             expected = check(item)
             if expected is not None:
                 raise fail(f"[{table}] {key}: expected {expected}, got {item!r}", table, key)
-    for table in _REQUIRED_TABLES:
+    flavors = _flavors(path, text, raw_flavors, fail)
+    wheelish = bool(flavors) or any(k in data.get("source", {}) for k in ("wheel", "pypi"))
+    required = ("source",) if wheelish and not flavors else () if wheelish else _REQUIRED_TABLES
+    for table in required:
         if table not in data:
             raise RecipeError(path, f"missing table [{table}]")
-
-    src = data["source"]
-    kinds = [k for k in ("path", "debian", "url", "git") if k in src]
-    if len(kinds) != 1:
-        raise fail("[source] needs exactly one of 'path', 'debian', 'url' or 'git'", "source")
-    for key, pin in (("url", "sha256"), ("git", "commit")):
-        if key in src and pin not in src:
-            raise fail(f"[source] {key} needs '{pin}': unpinned downloads are refused", "source")
-        if pin in src and key not in src:
-            raise fail(f"[source] '{pin}' only goes with '{key}'", "source", pin)
-    source = Source(
-        path=(path.parent / src["path"]).resolve() if "path" in src else None,
-        debian=src.get("debian"),
-        url=src.get("url"),
-        sha256=src.get("sha256"),
-        git=src.get("git"),
-        commit=src.get("commit"),
-    )
-    if source.debian is not None and not re.fullmatch(
-        r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?", source.debian
-    ):
-        raise fail(
-            f"[source] debian: expected 'name' or 'name=version', got {source.debian!r}",
-            "source",
-            "debian",
+    if not wheelish:
+        for table in ("python", "sanity"):
+            if table in data:
+                raise fail(f"[{table}] is for recipes whose source is a wheel or pypi", table)
+    source = _source(path, data["source"], fail) if "source" in data else None
+    python = _python(data.get("python", {}))
+    sanity = Sanity(**data["sanity"]) if "sanity" in data else None
+    if wheelish:
+        if source is not None and not source.is_wheel:
+            raise fail("[source] of a recipe with [flavor.*] must be 'wheel' or 'pypi'", "source")
+        if source is not None:
+            if any(f.name == "cpu" for f in flavors):
+                raise fail("[source] and [flavor.cpu] both give the cpu wheel: keep one", "source")
+            flavors = (Flavor("cpu", source, python), *flavors)
+        return Recipe(
+            path=path,
+            source=flavors[0].source,
+            isa=Isa(levels=()),
+            benchmark=Benchmark(command="true"),
+            python=python,
+            flavors=flavors,
+            sanity=sanity,
+            models=ml["model"],
+            datasets=ml["dataset"],
         )
+    assert source is not None
 
     isa_table = data["isa"]
     if "levels" not in isa_table:
@@ -317,6 +399,80 @@ def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
         datasets=ml["dataset"],
         depends=tuple(data.get("audit", {}).get("depends", [])),
     )
+
+
+_Fail = Callable[..., RecipeError]
+
+
+def _source(path: Path, src: dict[str, Any], fail: _Fail, table: str = "source") -> Source:
+    kinds = [k for k in ("path", "debian", "url", "git", "wheel", "pypi") if k in src]
+    if len(kinds) != 1:
+        raise fail(
+            f"[{table}] needs exactly one of 'path', 'debian', 'url', 'git', 'wheel' or 'pypi'",
+            table,
+        )
+    for key, pin in (("url", "sha256"), ("git", "commit")):
+        if key in src and pin not in src:
+            raise fail(f"[{table}] {key} needs '{pin}': unpinned downloads are refused", table)
+        if pin in src and key not in src:
+            raise fail(f"[{table}] '{pin}' only goes with '{key}'", table, pin)
+    source = Source(
+        path=(path.parent / src["path"]).resolve() if "path" in src else None,
+        debian=src.get("debian"),
+        url=src.get("url"),
+        sha256=src.get("sha256"),
+        git=src.get("git"),
+        commit=src.get("commit"),
+        wheel=(path.parent / src["wheel"]).resolve() if "wheel" in src else None,
+        pypi=src.get("pypi"),
+    )
+    if source.debian is not None and not re.fullmatch(
+        r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?", source.debian
+    ):
+        raise fail(
+            f"[{table}] debian: expected 'name' or 'name=version', got {source.debian!r}",
+            table,
+            "debian",
+        )
+    return source
+
+
+def _python(table: dict[str, Any]) -> Python:
+    return Python(
+        package=table.get("package"),
+        requires=tuple(sorted(table.get("requires", {}).items())),
+        drop=tuple(table.get("drop", [])),
+        extras=tuple(table.get("extras", [])),
+        maintainer=table.get("maintainer"),
+    )
+
+
+def _flavors(path: Path, text: str, raw: Any, fail: _Fail) -> tuple[Flavor, ...]:
+    """[flavor.NAME] tables: a wheel source plus [python]-style keys each."""
+    if not isinstance(raw, dict):
+        raise fail("[flavor] must hold tables such as [flavor.cpu]", "flavor")
+    flavors = []
+    keys = {"wheel": _is_str, "pypi": _is_pin, **_SCHEMA["python"]}
+    for name, table in raw.items():
+        where = f"flavor.{name}"
+        if name not in FLAVORS:
+            raise fail(f"unknown flavour [{where}] (known: {', '.join(FLAVORS)})", where)
+        if not isinstance(table, dict):
+            raise fail(f"[{where}] must be a table", where)
+        for key, item in table.items():
+            check = keys.get(key)
+            if check is None:
+                known = ", ".join(keys)
+                raise fail(f"[{where}] unknown key '{key}' (known: {known})", where, key)
+            expected = check(item)
+            if expected is not None:
+                raise fail(f"[{where}] {key}: expected {expected}, got {item!r}", where, key)
+        src = {k: v for k, v in table.items() if k in ("wheel", "pypi")}
+        if len(src) != 1:
+            raise fail(f"[{where}] needs exactly one of 'wheel' or 'pypi'", where)
+        rest = {k: v for k, v in table.items() if k not in ("wheel", "pypi")}
+        flavors.append(Flavor(name, _source(path, src, fail, where), _python(rest)))
+    return tuple(sorted(flavors, key=lambda f: FLAVORS.index(f.name)))
 
 
 def with_levels(recipe: Recipe, levels: list[str]) -> Recipe:

@@ -1,0 +1,318 @@
+"""``deepdeb build`` for recipes whose source is a prebuilt wheel: fetch -> audit -> repack.
+
+Each flavour (cpu, cuda, rocm) is one wheel and one package. Flavours of a framework are
+interchangeable for their users, so they follow Debian's pattern for alternatives: every
+flavour ``Provides: python3-<name>-api (= version)`` and ``Conflicts``/``Replaces`` the
+others, and dependants depend on the virtual name.
+
+Requirements the archive cannot satisfy are never shipped silently: the build stops and
+names each one with what the archive has, and the recipe decides per requirement in
+``[python] requires``: ``depend`` (depend on the archive's package anyway, the version
+constraint dropped and reported), ``bundle`` (ship the requirement's wheel inside this
+package, which then Provides/Conflicts/Replaces the Debian package) or ``package`` (build
+the requirement's wheel as its own python3-* package, and depend on it with the version).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from . import audit
+from .errors import DeepdebError, SourceError
+from .pywheel import MAINTAINER, PackageSpec, WheelPackage, build_package
+from .recipe import Flavor, Recipe
+from .util import atomic_write_text, cache_root, sha256_file
+from .wheel import Dependency, Wheel, check_archive, debian_version, dependencies, open_wheel
+
+# The platforms a bookworm amd64 system runs wheels for (glibc 2.36).
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "linux_x86_64",
+)
+_LICENCE_FILE = re.compile(r"(^|/)(licen[cs]es?/|(licen[cs]e|copying|notice)[^/]*$)", re.I)
+
+
+@dataclass
+class Fetched:
+    path: Path
+    sha256: str
+    origin: str
+
+
+@dataclass
+class Planned:
+    """One package to make from one wheel."""
+
+    wheel: Wheel
+    fetched: Fetched
+    spec: PackageSpec
+    flavor: str | None
+    requirements: list[dict[str, Any]] = field(default_factory=list)
+    area: str = "main"
+    redistributable: bool = True
+    reasons: list[str] = field(default_factory=list)
+
+
+def fetch_wheel(what: str, cache: Path | None = None, *, path: Path | None = None) -> Fetched:
+    """A wheel on disk, or one pip downloads (``name==version`` or a requirement) into the
+    content-addressed cache; its SHA-256 is recorded either way."""
+    if path is not None:
+        if not path.is_file():
+            raise SourceError(f"{what}: wheel not found: {path}")
+        return Fetched(path, sha256_file(path), str(path))
+    cache = (cache or cache_root()) / "wheels"
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".pip-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+               "--abi", "abi3", "--abi", "none", "--dest", tmp, "--quiet"]  # fmt: skip
+        for platform in PLATFORMS:
+            cmd += ["--platform", platform]
+        proc = subprocess.run([*cmd, what], capture_output=True, text=True)
+        found = sorted(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or len(found) != 1:
+            raise SourceError(f"pip could not fetch a wheel for {what!r}:\n{proc.stderr[-1500:]}")
+        digest = sha256_file(found[0])
+        final = cache / digest / found[0].name
+        final.parent.mkdir(exist_ok=True)
+        os.replace(found[0], final)
+    return Fetched(final, digest, f"pypi:{what}")
+
+
+def _fetch_source(flavor: Flavor) -> Fetched:
+    if flavor.source.wheel is not None:
+        return fetch_wheel(f"flavour {flavor.name}", path=flavor.source.wheel)
+    assert flavor.source.pypi is not None
+    return fetch_wheel(flavor.source.pypi)
+
+
+def package_name(wheel: Wheel, flavor: Flavor) -> str:
+    base = flavor.python.package or f"python3-{wheel.name}"
+    return base if flavor.name == "cpu" else f"{base}-{flavor.name}"
+
+
+def _audit(fetched: Fetched, depends: list[str], work: Path) -> audit.Verdict:
+    """The licence verdict from the wheel's metadata and the licence files in its .dist-info
+    (not every source file: a wheel holds compiled code whose headers are gone)."""
+    tree = work / "audit" / fetched.sha256[:16]
+    if tree.exists():
+        shutil.rmtree(tree)
+    with zipfile.ZipFile(fetched.path) as zf:
+        members = [
+            n
+            for n in zf.namelist()
+            if n.split("/", 1)[0].endswith(".dist-info")
+            and (n.endswith("/METADATA") or _LICENCE_FILE.search(n.split("/", 1)[1]))
+        ]
+        zf.extractall(tree, members)
+    alternatives = [[d.split()[0].split(":")[0]] for d in depends]
+    return audit.decide(audit.scan(tree), [], alternatives)
+
+
+class UnsatisfiedRequirements(DeepdebError):
+    """Requirements bookworm cannot satisfy and the recipe says nothing about."""
+
+
+def _requirement_row(d: Dependency, choice: str | None, relation: str | None) -> dict[str, Any]:
+    return {
+        "requirement": d.requirement,
+        "package": d.package,
+        "archive_versions": d.archive_versions,
+        "satisfiable": d.satisfiable,
+        "choice": choice,
+        "depends": relation,
+        "dropped_specifiers": d.dropped_specifiers,
+    }
+
+
+def plan(recipe: Recipe, work: Path) -> list[Planned]:
+    """Every package the recipe makes: one per flavour, plus requirements it packages."""
+    assert recipe.python is not None
+    plans: list[Planned] = []
+    unsatisfied: list[str] = []
+    wheels = [(flavor, _fetch_source(flavor)) for flavor in recipe.flavors]
+    opened = [(f, fetched, open_wheel(fetched.path)) for f, fetched in wheels]
+    names = {f.name: package_name(w, f) for f, _, w in opened}
+    packaged: dict[str, Planned] = {}
+    for flavor, fetched, whl in opened:
+        version = debian_version(whl.version) + "-1"
+        choices = dict(flavor.python.requires)
+        deps = dependencies(whl, flavor.python.extras)
+        check_archive(deps)
+        relations: list[str] = []
+        bundled: list[Wheel] = []
+        provides = [f"{names['cpu'] if 'cpu' in names else names[flavor.name]}-api (= {version})"]
+        rows = []
+        for d in deps:
+            choice = choices.get(d.pypi_name)
+            relation: str | None
+            if choice is None and not d.satisfiable:
+                unsatisfied.append(
+                    f"{d.requirement} ({names[flavor.name]}): {d.why_not()}; choose in [python] "
+                    f'requires: {d.pypi_name} = "depend" | "bundle" | "package"'
+                )
+                continue
+            if choice == "bundle":
+                inner = open_wheel(fetch_wheel(d.requirement).path)
+                bundled.append(inner)
+                inner_version = debian_version(inner.version)
+                provides.append(f"{d.package} (= {inner_version})")
+                relation = None
+            elif choice == "package":
+                if d.pypi_name not in packaged:
+                    packaged[d.pypi_name] = _plan_requirement(d, flavor, work)
+                relation = d.relation()
+            elif choice == "depend" and not d.satisfiable:
+                relation = d.relation(with_versions=False)
+            else:
+                relation = d.relation()
+            if relation:
+                relations.append(relation)
+            rows.append(_requirement_row(d, choice, relation))
+        others = [n for name, n in names.items() if name != flavor.name]
+        bundled_names = [p.split()[0] for p in provides[1:]]
+        spec = PackageSpec(
+            package=names[flavor.name],
+            version=version,
+            provides=tuple(provides),
+            conflicts=tuple([*others, *bundled_names]),
+            depends=tuple(relations),
+            bundled=tuple(bundled),
+            drop=flavor.python.drop,
+            maintainer=flavor.python.maintainer or MAINTAINER,
+        )
+        plans.append(Planned(whl, fetched, spec, flavor.name, rows))
+    if unsatisfied:
+        raise UnsatisfiedRequirements(
+            "requirements Debian bookworm cannot satisfy:\n  " + "\n  ".join(unsatisfied)
+        )
+    return [*plans, *packaged.values()]
+
+
+def _plan_requirement(d: Dependency, flavor: Flavor, work: Path) -> Planned:
+    """A requirement built as its own package (``package``): its own requirements must be
+    satisfiable from the archive."""
+    fetched = fetch_wheel(d.requirement)
+    whl = open_wheel(fetched.path)
+    deps = dependencies(whl)
+    check_archive(deps)
+    missing = [f"{x.requirement}: {x.why_not()}" for x in deps if not x.satisfiable]
+    if missing:
+        raise UnsatisfiedRequirements(
+            f"{d.requirement} (packaged for {flavor.name}) needs what bookworm lacks:\n  "
+            + "\n  ".join(missing)
+        )
+    spec = PackageSpec(
+        package=d.package,
+        version=debian_version(whl.version) + "-1~deepdeb1",
+        depends=tuple(x.relation() for x in deps),
+        maintainer=flavor.python.maintainer or MAINTAINER,
+    )
+    rows = [_requirement_row(x, None, x.relation()) for x in deps]
+    return Planned(whl, fetched, spec, None, rows)
+
+
+def _follow_packaged_areas(plans: list[Planned]) -> None:
+    """A free package that depends on a non-free one it packages itself goes to contrib
+    (Debian Policy 2.2.1: main must not depend on packages outside main)."""
+    areas = {p.spec.package: p.area for p in plans}
+    for p in plans:
+        if p.area != "main":
+            continue
+        outside = sorted(
+            name
+            for relation in p.spec.depends
+            if areas.get(name := relation.split()[0].split(":")[0], "main") != "main"
+        )
+        if outside:
+            p.area = "contrib"
+            p.reasons.append(f"contrib: depends on {', '.join(outside)}, which is not in main")
+
+
+def run_wheel_build(recipe: Recipe, out: Path, console: Console) -> dict[str, Any]:
+    """Plan, audit and build every package; results move into ``out`` only when all built."""
+    start = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="deepdeb-wheel-"))
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        with console.status("reading wheels, checking requirements against the archive ..."):
+            plans = plan(recipe, work)
+        built: list[tuple[Planned, WheelPackage]] = []
+        for p in plans:
+            verdict = _audit(p.fetched, list(p.spec.depends), work)
+            p.area, p.redistributable = verdict.area, verdict.redistributable
+            p.reasons = verdict.redistributable_reasons + verdict.area_reasons
+        _follow_packaged_areas(plans)
+        for p in plans:
+            with console.status(f"building {p.spec.package} {p.spec.version} ..."):
+                built.append((p, build_package(p.wheel, p.spec, work / "pkg", staging)))
+            console.print(f"built {built[-1][1].deb.file.name} in {built[-1][1].seconds:.0f} s")
+        report = _report(recipe, built, time.monotonic() - start)
+        for _, result in built:
+            os.replace(result.deb.file, out / result.deb.file.name)
+        atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+        return report
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _report(
+    recipe: Recipe, built: list[tuple[Planned, WheelPackage]], seconds: float
+) -> dict[str, Any]:
+    packages = []
+    for p, result in built:
+        entry = result.deb.to_json()
+        entry.update(
+            area=p.area,
+            redistributable=p.redistributable,
+            licence_reasons=p.reasons,
+            flavor=p.flavor,
+            wheel={
+                "file": p.fetched.path.name,
+                "sha256": p.fetched.sha256,
+                "origin": p.fetched.origin,
+            },
+            depends=", ".join(p.spec.depends),
+            shlibs_depends=result.shlibs_depends,
+            provides=list(p.spec.provides),
+            conflicts=list(p.spec.conflicts),
+            dropped=result.dropped,
+            bundled_sonames=result.bundled_sonames,
+            scripts=result.scripts,
+            not_byte_compiled=result.not_compiled,
+            requirements=p.requirements,
+            build_seconds=round(result.seconds, 1),
+        )
+        packages.append(entry)
+    reasons = sorted({r for p, _ in built if not p.redistributable for r in p.reasons})
+    return {
+        "recipe": str(recipe.path),
+        "kind": "wheel",
+        "flavors": [f.name for f in recipe.flavors],
+        "seconds": round(seconds, 1),
+        "packages": packages,
+        "licence": {"redistributable_reasons": reasons},
+        "unsatisfied_in_bookworm": [
+            {k: r[k] for k in ("requirement", "archive_versions", "choice")}
+            for p, _ in built
+            for r in p.requirements
+            if not r["satisfiable"]
+        ],
+    }
