@@ -21,6 +21,7 @@ from .isa import LEVELS, host_cpu, level_features
 from .pipeline import BACKENDS, LAYOUTS, run_build
 from .recipe import load_recipe, with_levels
 from .report import print_audit, print_inventory, print_report
+from .sanity import run_sanity
 from .util import atomic_write_text
 from .wheelbuild import run_wheel_build
 
@@ -63,6 +64,15 @@ def _parser() -> argparse.ArgumentParser:
         "--no-debian", action="store_true", help="skip matching against apt's source index"
     )
 
+    san = sub.add_parser(
+        "sanity", help="install packages in a clean root and train on a Debian dataset package"
+    )
+    san.add_argument("debs", type=Path, nargs="+", metavar="DEB")
+    san.add_argument("--dataset", default="fashion-mnist")
+    san.add_argument("--seconds", type=float, default=60.0, help="training budget")
+    san.add_argument("--min-accuracy", type=float, default=0.80)
+    san.add_argument("--json", action="store_true", help="machine-readable output")
+
     pub = sub.add_parser("publish", help="add built packages to a signed apt repository")
     pub.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="deepdeb build --out DIRs")
     pub.add_argument("--repo", type=Path, required=True, help="the repository (made if new)")
@@ -100,6 +110,36 @@ def _cmd_audit(args: argparse.Namespace, out: Console) -> int:
         print(json.dumps(result.to_json(), indent=2))
     else:
         print_audit(result, out)
+    return 0
+
+
+def _print_sanity(result: dict[str, Any], out: Console) -> None:
+    table = Table(title="sanity test (clean root, Fashion-MNIST)")
+    for col in ("accuracy", "required", "training", "epochs", "CPU capability", "torch"):
+        table.add_column(col)
+    table.add_row(
+        f"{result['accuracy']:.4f}",
+        f"{result['min_accuracy']:.2f}",
+        f"{result['train_seconds']:.0f} s on {result['threads']} threads",
+        str(result["epochs_completed"]),
+        str(result["cpu_capability"]),
+        str(result["torch"]),
+    )
+    out.print(table)
+
+
+def _cmd_sanity(args: argparse.Namespace, out: Console, err: Console) -> int:
+    with (
+        tempfile.TemporaryDirectory(prefix="deepdeb-sanity-") as tmp,
+        err.status("installing into a clean root and training ..."),
+    ):
+        result = run_sanity(
+            args.debs, Path(tmp), args.dataset, args.seconds, args.min_accuracy
+        ).to_json()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_sanity(result, out)
     return 0
 
 
@@ -187,6 +227,8 @@ def _cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
     if recipe.source.is_wheel:
         wheels = run_wheel_build(recipe, args.out, err)
         _print_wheel_report(wheels, out)
+        if "sanity" in wheels:
+            _print_sanity(wheels["sanity"], out)
         out.print(f"report: {args.out / 'report.json'}")
         return 0
     if args.levels:
@@ -218,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_audit(args, out)
         if args.command == "publish":
             return _cmd_publish(args, out)
+        if args.command == "sanity":
+            return _cmd_sanity(args, out, err)
         return _cmd_build(args, out, err)
     except DeepdebError as e:
         err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)

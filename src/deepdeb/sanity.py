@@ -32,7 +32,7 @@ SCRIPT = r'''#!/usr/bin/python3
 """DEP-8 test written by deepdeb: train an MLP on Fashion-MNIST for a bounded time."""
 import gzip, json, os, struct, sys, time
 
-DATA = "/usr/share/datasets/{dataset}"
+DATA = os.environ.get("SANITY_DATA", "/usr/share/datasets/{dataset}")
 SECONDS = float(os.environ.get("SANITY_SECONDS", "{seconds}"))
 MIN_ACCURACY = float(os.environ.get("SANITY_MIN_ACCURACY", "{min_accuracy}"))
 RESULT = os.environ.get("SANITY_RESULT")
@@ -63,15 +63,18 @@ def idx(name, magic):
     return shape, body
 
 
-import torch  # noqa: E402
+start = time.monotonic()
+(n, rows, cols), images = idx("train-images-idx3-ubyte.gz", 0x803)
+(n_labels,), labels = idx("train-labels-idx1-ubyte.gz", 0x801)
+(tn, _, _), test_images = idx("t10k-images-idx3-ubyte.gz", 0x803)
+(tn_labels,), test_labels = idx("t10k-labels-idx1-ubyte.gz", 0x801)
+if n != n_labels or tn != tn_labels:
+    fail(f"images and labels disagree: {{n}}/{{n_labels}} training, {{tn}}/{{tn_labels}} test")
+
+import torch  # noqa: E402  (after the dataset checks: a bad dataset fails without torch)
 
 torch.manual_seed(0)
 torch.set_num_threads(int(os.environ.get("SANITY_THREADS", "2")))
-start = time.monotonic()
-(n, rows, cols), images = idx("train-images-idx3-ubyte.gz", 0x803)
-(_,), labels = idx("train-labels-idx1-ubyte.gz", 0x801)
-(tn, _, _), test_images = idx("t10k-images-idx3-ubyte.gz", 0x803)
-(_,), test_labels = idx("t10k-labels-idx1-ubyte.gz", 0x801)
 x = torch.frombuffer(bytearray(images), dtype=torch.uint8).reshape(n, rows * cols).float() / 255
 y = torch.frombuffer(bytearray(labels), dtype=torch.uint8).long()
 tx = torch.frombuffer(bytearray(test_images), dtype=torch.uint8).reshape(tn, -1).float() / 255

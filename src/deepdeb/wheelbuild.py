@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
 from rich.console import Console
 
 from . import audit
 from .errors import DeepdebError, SourceError
 from .pywheel import MAINTAINER, PackageSpec, WheelPackage, build_package
 from .recipe import Flavor, Recipe
+from .sanity import run_sanity
 from .util import atomic_write_text, cache_root, sha256_file
 from .wheel import Dependency, Wheel, check_archive, debian_version, dependencies, open_wheel
 
@@ -77,6 +79,9 @@ def fetch_wheel(what: str, cache: Path | None = None, *, path: Path | None = Non
         return Fetched(path, sha256_file(path), str(path))
     cache = (cache or cache_root()) / "wheels"
     cache.mkdir(parents=True, exist_ok=True)
+    cached = _cached_pin(what, cache)
+    if cached is not None:
+        return cached
     with tempfile.TemporaryDirectory(dir=cache, prefix=".pip-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
@@ -92,6 +97,21 @@ def fetch_wheel(what: str, cache: Path | None = None, *, path: Path | None = Non
         final.parent.mkdir(exist_ok=True)
         os.replace(found[0], final)
     return Fetched(final, digest, f"pypi:{what}")
+
+
+def _cached_pin(what: str, cache: Path) -> Fetched | None:
+    """A pinned ``name==version`` already in the cache, still matching its digest."""
+    name, sep, version = what.partition("==")
+    if not sep or any(c in version for c in "*,;<>=!~"):
+        return None
+    # "torch==2.13.0" also matches a local version such as 2.13.0+cpu (PEP 440)
+    pattern = re.compile(
+        rf"{re.escape(canonicalize_name(name).replace('-', '_'))}-{re.escape(version)}[-+]", re.I
+    )
+    for path in sorted(cache.glob("*/*.whl")):
+        if pattern.match(path.name) and sha256_file(path) == path.parent.name:
+            return Fetched(path, path.parent.name, f"pypi:{what}")
+    return None
 
 
 def _fetch_source(flavor: Flavor) -> Fetched:
@@ -264,6 +284,15 @@ def run_wheel_build(recipe: Recipe, out: Path, console: Console) -> dict[str, An
                 built.append((p, build_package(p.wheel, p.spec, work / "pkg", staging)))
             console.print(f"built {built[-1][1].deb.file.name} in {built[-1][1].seconds:.0f} s")
         report = _report(recipe, built, time.monotonic() - start)
+        if recipe.sanity is not None:
+            s = recipe.sanity
+            what = f"sanity: clean root, training on {s.dataset} for {s.seconds:.0f} s ..."
+            with console.status(what):
+                sane = run_sanity(
+                    [r.deb.file for _, r in built], work / "sanity", s.dataset, s.seconds,
+                    s.min_accuracy,
+                )  # fmt: skip
+            report["sanity"] = sane.to_json()
         for _, result in built:
             os.replace(result.deb.file, out / result.deb.file.name)
         atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
