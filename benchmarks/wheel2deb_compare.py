@@ -102,10 +102,14 @@ def run_wheel2deb(wheel2deb: str, wheel: Path, work: Path) -> dict[str, Any]:
         capture_output=True, text=True,
     )  # fmt: skip
     seconds = time.monotonic() - start
-    debs = sorted((work / "w2d-out").glob("python3-*.deb"))
-    if proc.returncode != 0 or not debs:
+    debs = sorted((work / "w2d-out").rglob("python3-*.deb"))
+    if not debs:
         return {"error": (proc.stdout + proc.stderr)[-2000:], "seconds": round(seconds, 1)}
-    return describe(debs[0], seconds, set())
+    result = describe(debs[0], seconds, set())
+    # wheel2deb exits non-zero when requirements are unsatisfiable, but still builds
+    result["exit_status"] = proc.returncode
+    result["log_tail"] = (proc.stdout + proc.stderr)[-600:]
+    return result
 
 
 def run_deepdeb(recipe: Path, wheel: Path, work: Path) -> dict[str, Any]:
