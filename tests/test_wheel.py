@@ -300,3 +300,32 @@ def test_unknown_flavour_is_a_recipe_error_with_its_line(tmp_path: Path) -> None
     recipe.write_text('[source]\npypi = "torch==2.13.0"\n\n[python.requires]\nsympy = "vendor"\n')
     with pytest.raises(RecipeError, match=r"requires: expected a table of PyPI name"):
         load_recipe(recipe)
+
+
+def test_bundled_requirement_ships_inside_and_replaces_the_debian_package(
+    tmp_path: Path,
+) -> None:
+    """six>=1.17 is newer than bookworm's; "bundle" ships PyPI's six inside the package."""
+    import json
+
+    from rich.console import Console
+
+    from deepdeb.recipe import load_recipe
+    from deepdeb.wheelbuild import run_wheel_build
+
+    whl = make_wheel(tmp_path / "dist", "usesix", "0.3", {"usesix/__init__.py": b"import six\n"},
+                     requires=("six>=1.17",))  # fmt: skip
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[source]\nwheel = "{whl}"\n\n[python.requires]\nsix = "bundle"\n')
+    run_wheel_build(load_recipe(recipe), tmp_path / "out", Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    (package,) = report["packages"]
+    fields = control(tmp_path / "out" / package["file"])
+    assert fields["Provides"].startswith("python3-usesix-api (= 0.3-1), python3-six (= 1.")
+    assert fields["Conflicts"] == fields["Replaces"] == "python3-six"
+    assert "six" not in fields["Depends"]
+    files = contents(tmp_path / "out" / package["file"])
+    assert "/usr/lib/python3/dist-packages/six.py" in files
+    assert "/usr/lib/python3/dist-packages/usesix/__init__.py" in files
+    (row,) = package["requirements"]
+    assert row["choice"] == "bundle" and row["satisfiable"] is False

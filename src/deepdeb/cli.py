@@ -113,8 +113,9 @@ def _cmd_audit(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def _print_sanity(result: dict[str, Any], out: Console) -> None:
-    table = Table(title="sanity test (clean root, Fashion-MNIST)")
+def _print_sanity(result: dict[str, Any], out: Console, flavor: str = "") -> None:
+    title = f"sanity test of the {flavor} flavour" if flavor else "sanity test"
+    table = Table(title=f"{title} (clean root, Fashion-MNIST)")
     for col in ("accuracy", "required", "training", "epochs", "CPU capability", "torch"):
         table.add_column(col)
     table.add_row(
@@ -227,8 +228,8 @@ def _cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
     if recipe.source.is_wheel:
         wheels = run_wheel_build(recipe, args.out, err)
         _print_wheel_report(wheels, out)
-        if "sanity" in wheels:
-            _print_sanity(wheels["sanity"], out)
+        for flavor, result in wheels.get("sanity", {}).items():
+            _print_sanity(result, out, flavor)
         out.print(f"report: {args.out / 'report.json'}")
         return 0
     if args.levels:

@@ -247,6 +247,28 @@ def _plan_requirement(d: Dependency, flavor: Flavor, work: Path) -> Planned:
     return Planned(whl, fetched, spec, None, rows)
 
 
+def _sanity(
+    recipe: Recipe, built: list[tuple[Planned, WheelPackage]], work: Path, console: Console
+) -> dict[str, Any]:
+    """The sanity test once per flavour (flavours conflict: each gets its own clean root,
+    with the requirement packages built alongside)."""
+    assert recipe.sanity is not None
+    s = recipe.sanity
+    shared = [r.deb.file for p, r in built if p.flavor is None]
+    results: dict[str, Any] = {}
+    for p, r in built:
+        if p.flavor is None:
+            continue
+        what = f"sanity ({p.flavor}): clean root, training on {s.dataset} for {s.seconds:.0f} s"
+        with console.status(what + " ..."):
+            sane = run_sanity(
+                [r.deb.file, *shared], work / "sanity" / p.flavor, s.dataset, s.seconds,
+                s.min_accuracy,
+            )  # fmt: skip
+        results[p.flavor] = sane.to_json()
+    return results
+
+
 def _follow_packaged_areas(plans: list[Planned]) -> None:
     """A free package that depends on a non-free one it packages itself goes to contrib
     (Debian Policy 2.2.1: main must not depend on packages outside main)."""
@@ -285,14 +307,7 @@ def run_wheel_build(recipe: Recipe, out: Path, console: Console) -> dict[str, An
             console.print(f"built {built[-1][1].deb.file.name} in {built[-1][1].seconds:.0f} s")
         report = _report(recipe, built, time.monotonic() - start)
         if recipe.sanity is not None:
-            s = recipe.sanity
-            what = f"sanity: clean root, training on {s.dataset} for {s.seconds:.0f} s ..."
-            with console.status(what):
-                sane = run_sanity(
-                    [r.deb.file for _, r in built], work / "sanity", s.dataset, s.seconds,
-                    s.min_accuracy,
-                )  # fmt: skip
-            report["sanity"] = sane.to_json()
+            report["sanity"] = _sanity(recipe, built, work, console)
         for _, result in built:
             os.replace(result.deb.file, out / result.deb.file.name)
         atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
