@@ -329,3 +329,19 @@ def test_bundled_requirement_ships_inside_and_replaces_the_debian_package(
     assert "/usr/lib/python3/dist-packages/usesix/__init__.py" in files
     (row,) = package["requirements"]
     assert row["choice"] == "bundle" and row["satisfiable"] is False
+
+
+def test_audit_of_a_wheel_recipe_scans_its_wheel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from deepdeb.cli import main
+
+    files = {"tinypkg/__init__.py": b"# SPDX-License-Identifier: MIT\nV = 1\n"}
+    whl = make_wheel(tmp_path, "tinypkg", "1.0", files)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[source]\nwheel = "{whl.name}"\n')
+    assert main(["audit", str(recipe), "--format", "json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["area"] == "main" and verdict["redistributable"] is True

@@ -651,6 +651,10 @@ def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
     """Audit a recipe, a source tree, a .deb or a wheel (unpacked under ``work``)."""
     if target.suffix == ".toml":
         recipe = load_recipe(target, for_build=False)
+        if recipe.source.is_wheel:  # the (first flavour's) wheel, scanned file by file
+            from .wheelbuild import fetch_source
+
+            return audit_target(fetch_source(recipe.flavors[0]).path, work, deep)
         package = obtain(recipe.source)
         tree = unpack(package, work / "src")
         return AuditResult(

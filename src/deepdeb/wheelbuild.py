@@ -114,7 +114,7 @@ def _cached_pin(what: str, cache: Path) -> Fetched | None:
     return None
 
 
-def _fetch_source(flavor: Flavor) -> Fetched:
+def fetch_source(flavor: Flavor) -> Fetched:
     if flavor.source.wheel is not None:
         return fetch_wheel(f"flavour {flavor.name}", path=flavor.source.wheel)
     assert flavor.source.pypi is not None
@@ -165,7 +165,7 @@ def plan(recipe: Recipe, work: Path) -> list[Planned]:
     assert recipe.python is not None
     plans: list[Planned] = []
     unsatisfied: list[str] = []
-    wheels = [(flavor, _fetch_source(flavor)) for flavor in recipe.flavors]
+    wheels = [(flavor, fetch_source(flavor)) for flavor in recipe.flavors]
     opened = [(f, fetched, open_wheel(fetched.path)) for f, fetched in wheels]
     names = {f.name: package_name(w, f) for f, _, w in opened}
     packaged: dict[str, Planned] = {}
