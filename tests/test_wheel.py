@@ -345,3 +345,11 @@ def test_audit_of_a_wheel_recipe_scans_its_wheel(
     assert main(["audit", str(recipe), "--format", "json"]) == 0
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["area"] == "main" and verdict["redistributable"] is True
+
+
+def test_converting_a_wheel_twice_gives_the_same_bytes(tmp_path: Path) -> None:
+    whl = wheel.open_wheel(native_wheel(tmp_path, tmp_path / "dist"))
+    spec = PackageSpec(package="python3-fastmod", version="1.2.0-1")
+    first = build_package(whl, spec, tmp_path / "w1", tmp_path / "o1").deb
+    second = build_package(whl, spec, tmp_path / "w2", tmp_path / "o2").deb
+    assert first.sha256 == second.sha256

@@ -287,6 +287,7 @@ def build_package(wheel: Wheel, spec: PackageSpec, work: Path, dest: Path) -> Wh
     for path in [root, *root.rglob("*")]:
         if path.is_dir() and not path.is_symlink():
             path.chmod(0o755)
+    dest.mkdir(parents=True, exist_ok=True)
     deb = build_deb(root, dest, "deb", epoch, spec.compress)
     return WheelPackage(
         deb=deb,
