@@ -108,7 +108,8 @@ def candidates(build_dir: Path) -> list[Candidate]:
                 sha256=p["sha256"],
                 area=p.get("area") or "main",
                 redistributable=bool(p.get("redistributable", False)),
-                reasons=reasons,
+                # wheel builds give reasons per package; source builds one verdict for all
+                reasons=tuple(p.get("licence_reasons") or reasons),
                 build_dir=build_dir,
             )
         )
