@@ -108,7 +108,7 @@ def run_wheel2deb(wheel2deb: str, wheel: Path, work: Path) -> dict[str, Any]:
     result = describe(debs[0], seconds, set())
     # wheel2deb exits non-zero when requirements are unsatisfiable, but still builds
     result["exit_status"] = proc.returncode
-    result["log_tail"] = (proc.stdout + proc.stderr)[-600:]
+    result["log_tail"] = (proc.stdout + proc.stderr)[-600:].replace(str(work), "<work>")
     return result
 
 
