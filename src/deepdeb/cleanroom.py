@@ -18,6 +18,7 @@ Downloaded .debs are kept in deepdeb's cache, so a chroot's packages are fetched
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -51,8 +52,6 @@ class ChrootSpec:
     sources: tuple[str, ...]  # the apt sources files' contents, in order
 
     def key(self) -> str:
-        import hashlib
-
         text = json.dumps(asdict(self), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -130,7 +129,7 @@ def _valid(tarball: Path, meta: Path) -> str | None:
     return digest if digest == recorded["sha256"] else None
 
 
-def ensure_chroot(spec: ChrootSpec | None = None, log: Path | None = None) -> Chroot:
+def ensure_chroot(spec: ChrootSpec | None = None) -> Chroot:
     """The cached chroot tarball for ``spec``, made (atomically) if missing or corrupt."""
     if not available():
         raise ChrootError("the clean-room backend needs mmdebstrap: apt-get install mmdebstrap")
@@ -171,8 +170,6 @@ def ensure_chroot(spec: ChrootSpec | None = None, log: Path | None = None) -> Ch
         seconds = time.monotonic() - start
         for used in mirrors:
             Path(used).unlink(missing_ok=True)
-        if log is not None:
-            log.write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0 or not partial.is_file():
             partial.unlink(missing_ok=True)
             raise ChrootError(
@@ -249,25 +246,16 @@ def install_build_deps(root: Path, tree: Path, source: str) -> None:
     """
     archives = cache_root() / "apt-archives"
     (archives / "partial").mkdir(parents=True, exist_ok=True)
-    resolv = root / "etc" / "resolv.conf"
-    resolv.unlink(missing_ok=True)
-    resolv.write_text("")
     binds = [
-        ("--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"),
         ("--bind", str(archives), "/var/cache/apt/archives"),
         ("--ro-bind", str(tree), "/deepdeb-src"),
     ]
     (root / "deepdeb-src").mkdir()
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "DEBIAN_FRONTEND": "noninteractive",
-        "LC_ALL": "C.UTF-8",
-    }
     install = ["apt-get", "build-dep", "-y", "-q", "--no-install-recommends", "/deepdeb-src"]
-    proc = run([*_bwrap_root(root, binds), *install], env=env, check=False)
+    proc = in_root(root, install, binds, check=False)
     if proc.returncode != 0 and not _unsatisfiable(proc.stdout + proc.stderr):
-        run([*_bwrap_root(root, binds), "apt-get", "update", "-q"], env=env, check=False)
-        proc = run([*_bwrap_root(root, binds), *install], env=env, check=False)
+        in_root(root, ["apt-get", "update", "-q"], binds, check=False)
+        proc = in_root(root, install, binds, check=False)
     if proc.returncode != 0:
         output = (proc.stdout + proc.stderr).strip()
         unmet = _unsatisfiable(output)

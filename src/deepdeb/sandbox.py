@@ -112,16 +112,30 @@ def _python() -> str:
     raise DeepdebError("no python3 to run the sandbox's network guard")
 
 
-def wrap(command: Sequence[str], writable: Path, cwd: Path, attempts_log: Path) -> list[str]:
-    """The bwrap command line that runs ``command`` sandboxed, ``writable`` its only
-    writable directory. Call :func:`scrubbed_env` for the environment to pass."""
+# The sandbox's resolver: netguard's DNS stub, which records and refuses every lookup.
+_RESOLV = "nameserver 127.0.0.1\noptions attempts:1 timeout:1\n"
+
+
+def _require_bwrap() -> None:
     if not available():
         raise DeepdebError(
             "bubblewrap (bwrap) is required to run builds without network: apt-get install "
             "bubblewrap"
         )
+
+
+def _netguard(writable: Path, attempts_log: Path) -> list[str]:
+    """The command prefix that runs a command under netguard (written into ``writable``)."""
     guard = writable / ".deepdeb-netguard.py"
     guard.write_text(resources.files("deepdeb").joinpath("netguard.py").read_text())
+    return [_python(), "-I", str(guard), str(attempts_log), "--"]
+
+
+def wrap(command: Sequence[str], writable: Path, cwd: Path, attempts_log: Path) -> list[str]:
+    """The bwrap command line that runs ``command`` sandboxed, ``writable`` its only
+    writable directory. Call :func:`scrubbed_env` for the environment to pass."""
+    _require_bwrap()
+    guard = _netguard(writable, attempts_log)
     empty = home(writable)
     empty.mkdir(exist_ok=True)
     # Hidden files are covered by an empty regular file: a device node such as /dev/null
@@ -129,7 +143,7 @@ def wrap(command: Sequence[str], writable: Path, cwd: Path, attempts_log: Path) 
     empty_file = writable / ".deepdeb-empty-file"
     empty_file.write_text("")
     resolv = writable / ".deepdeb-resolv.conf"
-    resolv.write_text("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
+    resolv.write_text(_RESOLV)
     args = [
         *_BWRAP_BASE, "--unshare-uts", "--unshare-cgroup-try",
         "--tmpfs", "/tmp", "--tmpfs", "/var/tmp",
@@ -142,8 +156,7 @@ def wrap(command: Sequence[str], writable: Path, cwd: Path, attempts_log: Path) 
         elif os.path.lexists(hidden):
             args += ["--ro-bind", str(empty_file), hidden]
     args += ["--bind", str(writable), str(writable), "--ro-bind", str(empty), str(empty)]
-    args += ["--chdir", str(cwd), _python(), "-I", str(guard), str(attempts_log), "--", *command]
-    return args
+    return [*args, "--chdir", str(cwd), *guard, *command]
 
 
 def wrap_chroot(
@@ -156,14 +169,10 @@ def wrap_chroot(
     read-only; ``writable`` (a directory inside it) is the build's only writable place.
     ``cwd`` and the environment's paths are as seen inside the chroot.
     """
-    if not available():
-        raise DeepdebError("bubblewrap (bwrap) is required: apt-get install bubblewrap")
-    guard = writable / ".deepdeb-netguard.py"
-    guard.write_text(resources.files("deepdeb").joinpath("netguard.py").read_text())
+    _require_bwrap()
+    guard = _netguard(writable, attempts_log)
     home(writable).mkdir(exist_ok=True)
-    (root / "etc" / "resolv.conf").write_text(
-        "nameserver 127.0.0.1\noptions attempts:1 timeout:1\n"
-    )
+    (root / "etc" / "resolv.conf").write_text(_RESOLV)
     r = str(root)
     args = [
         *_BWRAP_BASE, "--unshare-uts", "--unshare-cgroup-try", "--cap-add", "CAP_SYS_CHROOT",
@@ -172,7 +181,7 @@ def wrap_chroot(
         "--bind", str(writable), str(writable),
     ]  # fmt: skip
     enter = ["chroot", r, "/bin/sh", "-c", 'cd "$0" && exec "$@"', str(cwd), *command]
-    return [*args, _python(), "-I", str(guard), str(attempts_log), "--", *enter]
+    return [*args, *guard, *enter]
 
 
 def wrap_benchmark(command: Sequence[str], scratch: Path, cwd: Path) -> list[str]:
@@ -184,8 +193,7 @@ def wrap_benchmark(command: Sequence[str], scratch: Path, cwd: Path) -> list[str
     that what is timed is the benchmark; ``scratch`` persists across runs so that inputs a
     benchmark generates once are reused rather than timed again.
     """
-    if not available():
-        raise DeepdebError("bubblewrap (bwrap) is required: apt-get install bubblewrap")
+    _require_bwrap()
     scratch.mkdir(parents=True, exist_ok=True)
     return [*_BWRAP_BASE, "--bind", str(scratch), str(scratch), "--chdir", str(cwd), *command]
 
