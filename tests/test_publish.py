@@ -13,6 +13,7 @@ from debian.deb822 import Deb822
 
 from deepdeb import cleanroom, publish
 from deepdeb.cli import main
+from deepdeb.errors import DeepdebError
 from deepdeb.isa import tunables_mask
 from deepdeb.report import BuildReport
 from deepdeb.util import sha256_file
@@ -193,3 +194,22 @@ def test_apt_installs_the_hwcaps_build_in_a_fresh_chroot(
         assert _loaded_variant(root, {"GLIBC_TUNABLES": tunables_mask(level)}) == level
     base = _loaded_variant(root, {"GLIBC_TUNABLES": tunables_mask("x86-64")})
     assert base == "baseline /lib/x86_64-linux-gnu/libvecmath.so.1"
+
+
+def test_a_failed_first_publish_leaves_no_half_made_repository(
+    vecmath_fat: BuildReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "gpg").write_text("#!/bin/sh\necho 'gpg: out of entropy' >&2\nexit 2\n")
+    (bindir / "gpg").chmod(0o755)
+    repo = tmp_path / "repo"
+    with monkeypatch.context() as m:
+        m.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+        with pytest.raises(DeepdebError, match="out of entropy"):
+            publish.publish([_out(vecmath_fat)], repo)
+    assert not (repo / "conf").exists() and not (repo / ".new").exists()
+    result = publish.publish([_out(vecmath_fat)], repo)  # the real gpg: works now
+    assert len(result.fingerprint) == 40

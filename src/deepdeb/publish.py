@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DeepdebError
-from .util import atomic_write_text, run, sha256_file
+from .util import atomic_write_bytes, atomic_write_text, run, sha256_file
+from .verify import lintian_tags
 
 SUITE = "bookworm"
 COMPONENTS = ("main", "contrib", "non-free")
@@ -178,11 +179,12 @@ def _distributions(fingerprint: str, private: bool) -> str:
     )
 
 
-def create_key(repo: Path) -> str:
-    """Make the repository's signing key (ed25519, no passphrase) and export it."""
-    home = repo / "conf" / "gnupg"
+def create_key(repo: Path, conf: Path) -> str:
+    """Make the repository's signing key (ed25519, no passphrase) in ``conf/gnupg`` and
+    export its public half into ``repo``."""
+    home = conf / "gnupg"
     home.mkdir(parents=True, mode=0o700)
-    env = _gnupg(repo)
+    env = dict(os.environ, GNUPGHOME=str(home))
     uid = f"deepdeb repository {repo.resolve().name} <deepdeb@localhost>"
     run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"],
         env=env)  # fmt: skip
@@ -192,20 +194,18 @@ def create_key(repo: Path) -> str:
         ["gpg", "--batch", "--export", fingerprint], env=env, capture_output=True, check=True
     ).stdout
     armored = run(["gpg", "--batch", "--armor", "--export", fingerprint], env=env).stdout
-    _write_bytes(repo / KEYRING, public)
+    atomic_write_bytes(repo / KEYRING, public)
     atomic_write_text(repo / f"{KEYRING.removesuffix('.gpg')}.asc", armored)
     run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False)
     return fingerprint
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def open_repo(repo: Path, local: bool) -> dict[str, Any]:
-    """The repository's configuration, making the repository (and key) on first use."""
+    """The repository's configuration, making the repository (and key) on first use.
+
+    ``conf/`` is assembled under a temporary name and renamed into place, so a failure
+    half-way (gpg, a full disk) leaves no ``conf/`` that a later run would refuse.
+    """
     config = _config(repo)
     if config is not None:
         if local and not config["private"]:
@@ -219,12 +219,21 @@ def open_repo(repo: Path, local: bool) -> dict[str, Any]:
     if shutil.which("reprepro") is None:
         raise PublishError("publishing needs reprepro: apt-get install reprepro")
     repo.mkdir(parents=True, exist_ok=True)
-    fingerprint = create_key(repo)
-    conf = repo / "conf"
-    atomic_write_text(conf / "distributions", _distributions(fingerprint, local))
-    atomic_write_text(conf / "options", "verbose\n")
-    config = {"private": local, "fingerprint": fingerprint, "suite": SUITE}
-    atomic_write_text(conf / _CONFIG, json.dumps(config, indent=2) + "\n")
+    # A name no longer than "conf": gpg-agent's socket path under it must stay short.
+    conf = repo / ".new"
+    shutil.rmtree(conf, ignore_errors=True)  # left by an interrupted first publish
+    conf.mkdir()
+    try:
+        fingerprint = create_key(repo, conf)
+        atomic_write_text(conf / "distributions", _distributions(fingerprint, local))
+        atomic_write_text(conf / "options", "verbose\n")
+        config = {"private": local, "fingerprint": fingerprint, "suite": SUITE}
+        atomic_write_text(conf / _CONFIG, json.dumps(config, indent=2) + "\n")
+        conf.chmod(0o755)
+        os.replace(conf, repo / "conf")
+    except BaseException:
+        shutil.rmtree(conf, ignore_errors=True)
+        raise
     return config
 
 
@@ -238,10 +247,7 @@ def in_pool(repo: Path, name: str) -> Path | None:
 def lintian_errors(debs: list[Path]) -> list[str]:
     if shutil.which("lintian") is None:
         raise PublishError("publishing checks every package with lintian: apt-get install lintian")
-    proc = run(["lintian", "--no-tag-display-limit", *debs], check=False)
-    if proc.returncode not in (0, 1):
-        raise PublishError(f"lintian failed to run:\n{proc.stderr.strip()[-1500:]}")
-    return re.findall(r"^E: (.*)$", proc.stdout, flags=re.M)
+    return lintian_tags(debs)[0]
 
 
 def publish(build_dirs: list[Path], repo: Path, local: bool = False) -> PublishResult:

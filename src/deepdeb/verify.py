@@ -159,17 +159,22 @@ class LintianResult:
     warnings: list[str]
 
 
+def lintian_tags(debs: list[Path]) -> tuple[list[str], list[str]]:
+    """lintian's errors and warnings for ``debs``; a lintian that fails to run is an error."""
+    proc = run(["lintian", "--no-tag-display-limit", *debs], check=False)
+    if proc.returncode not in (0, 1):
+        raise VerifyError(f"lintian failed to run:\n{proc.stderr.strip()[-1500:]}")
+    tags = re.findall(r"^([EW]): (.*)$", proc.stdout, flags=re.M)
+    errors = [text for kind, text in tags if kind == "E"]
+    warnings = [text for kind, text in tags if kind == "W"]
+    return errors, warnings
+
+
 def run_lintian(packages: list[AssembledPackage]) -> LintianResult:
     """lintian on every assembled .deb; its errors fail the build, warnings are reported."""
     if shutil.which("lintian") is None:
         return LintianResult(ran=False, errors=[], warnings=[])
-    debs = [p.file for p in packages if p.file.suffix == ".deb"]
-    proc = run(["lintian", "--no-tag-display-limit", *debs], check=False)
-    tags = re.findall(r"^([EW]): (.*)$", proc.stdout, flags=re.M)
-    errors = [text for kind, text in tags if kind == "E"]
-    warnings = [text for kind, text in tags if kind == "W"]
-    if proc.returncode not in (0, 1):
-        raise VerifyError(f"lintian failed to run:\n{proc.stderr.strip()[-1500:]}")
+    errors, warnings = lintian_tags([p.file for p in packages if p.file.suffix == ".deb"])
     if errors:
         raise VerifyError("lintian reports errors:\n  " + "\n  ".join(errors))
     return LintianResult(ran=True, errors=errors, warnings=warnings)
