@@ -353,3 +353,21 @@ def test_converting_a_wheel_twice_gives_the_same_bytes(tmp_path: Path) -> None:
     first = build_package(whl, spec, tmp_path / "w1", tmp_path / "o1").deb
     second = build_package(whl, spec, tmp_path / "w2", tmp_path / "o2").deb
     assert first.sha256 == second.sha256
+
+
+def test_the_api_name_comes_from_the_framework_not_the_flavour(tmp_path: Path) -> None:
+    """Without a cpu flavour, the cuda package still provides python3-<name>-api."""
+    import json
+
+    from rich.console import Console
+
+    from deepdeb.recipe import load_recipe
+    from deepdeb.wheelbuild import run_wheel_build
+
+    whl = make_wheel(tmp_path / "dist", "tinypkg", "1.0", PURE)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[flavor.cuda]\nwheel = "{whl}"\n')
+    run_wheel_build(load_recipe(recipe), tmp_path / "out", Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    (package,) = json.loads((tmp_path / "out" / "report.json").read_text())["packages"]
+    assert package["package"] == "python3-tinypkg-cuda"
+    assert package["provides"] == ["python3-tinypkg-api (= 1.0-1)"]

@@ -84,7 +84,7 @@ def python_relations(wheel: Wheel) -> list[str]:
     return ["python3:any"]
 
 
-def relation_for(dep: Dependency, choice: str) -> str | None:
+def relation_for(dep: Dependency, choice: str | None) -> str | None:
     """The Depends entry for a requirement, given the recipe's choice for it."""
     if choice == "bundle":
         return None  # shipped inside; this package Provides it instead

@@ -33,7 +33,7 @@ from rich.console import Console
 
 from . import audit
 from .errors import DeepdebError, SourceError
-from .pywheel import MAINTAINER, PackageSpec, WheelPackage, build_package
+from .pywheel import MAINTAINER, PackageSpec, WheelPackage, build_package, relation_for
 from .recipe import Flavor, Recipe
 from .sanity import run_sanity
 from .util import atomic_write_text, cache_root, sha256_file
@@ -121,8 +121,13 @@ def fetch_source(flavor: Flavor) -> Fetched:
     return fetch_wheel(flavor.source.pypi)
 
 
+def base_name(wheel: Wheel, flavor: Flavor) -> str:
+    """The framework's package name: the cpu flavour's, and the stem of the others'."""
+    return flavor.python.package or f"python3-{wheel.name}"
+
+
 def package_name(wheel: Wheel, flavor: Flavor) -> str:
-    base = flavor.python.package or f"python3-{wheel.name}"
+    base = base_name(wheel, flavor)
     return base if flavor.name == "cpu" else f"{base}-{flavor.name}"
 
 
@@ -160,9 +165,8 @@ def _requirement_row(d: Dependency, choice: str | None, relation: str | None) ->
     }
 
 
-def plan(recipe: Recipe, work: Path) -> list[Planned]:
+def plan(recipe: Recipe) -> list[Planned]:
     """Every package the recipe makes: one per flavour, plus requirements it packages."""
-    assert recipe.python is not None
     plans: list[Planned] = []
     unsatisfied: list[str] = []
     wheels = [(flavor, fetch_source(flavor)) for flavor in recipe.flavors]
@@ -176,11 +180,10 @@ def plan(recipe: Recipe, work: Path) -> list[Planned]:
         check_archive(deps)
         relations: list[str] = []
         bundled: list[Wheel] = []
-        provides = [f"{names['cpu'] if 'cpu' in names else names[flavor.name]}-api (= {version})"]
+        provides = [f"{base_name(whl, flavor)}-api (= {version})"]
         rows = []
         for d in deps:
             choice = choices.get(d.pypi_name)
-            relation: str | None
             if choice is None and not d.satisfiable:
                 unsatisfied.append(
                     f"{d.requirement} ({names[flavor.name]}): {d.why_not()}; choose in [python] "
@@ -188,19 +191,13 @@ def plan(recipe: Recipe, work: Path) -> list[Planned]:
                 )
                 continue
             if choice == "bundle":
-                inner = open_wheel(fetch_wheel(d.requirement).path)
+                _, inner, inner_deps = _requirement_wheel(d, flavor)
                 bundled.append(inner)
-                inner_version = debian_version(inner.version)
-                provides.append(f"{d.package} (= {inner_version})")
-                relation = None
-            elif choice == "package":
-                if d.pypi_name not in packaged:
-                    packaged[d.pypi_name] = _plan_requirement(d, flavor, work)
-                relation = d.relation()
-            elif choice == "depend" and not d.satisfiable:
-                relation = d.relation(with_versions=False)
-            else:
-                relation = d.relation()
+                provides.append(f"{d.package} (= {debian_version(inner.version)})")
+                relations += [x.relation() for x in inner_deps]  # what the bundled code needs
+            elif choice == "package" and d.pypi_name not in packaged:
+                packaged[d.pypi_name] = _plan_requirement(d, flavor)
+            relation = relation_for(d, choice)
             if relation:
                 relations.append(relation)
             rows.append(_requirement_row(d, choice, relation))
@@ -224,9 +221,9 @@ def plan(recipe: Recipe, work: Path) -> list[Planned]:
     return [*plans, *packaged.values()]
 
 
-def _plan_requirement(d: Dependency, flavor: Flavor, work: Path) -> Planned:
-    """A requirement built as its own package (``package``): its own requirements must be
-    satisfiable from the archive."""
+def _requirement_wheel(d: Dependency, flavor: Flavor) -> tuple[Fetched, Wheel, list[Dependency]]:
+    """The wheel for a requirement that is bundled or packaged, and its own requirements,
+    which must be satisfiable from the archive."""
     fetched = fetch_wheel(d.requirement)
     whl = open_wheel(fetched.path)
     deps = dependencies(whl)
@@ -234,9 +231,15 @@ def _plan_requirement(d: Dependency, flavor: Flavor, work: Path) -> Planned:
     missing = [f"{x.requirement}: {x.why_not()}" for x in deps if not x.satisfiable]
     if missing:
         raise UnsatisfiedRequirements(
-            f"{d.requirement} (packaged for {flavor.name}) needs what bookworm lacks:\n  "
+            f"{d.requirement} (for {flavor.name}) needs what bookworm lacks:\n  "
             + "\n  ".join(missing)
         )
+    return fetched, whl, deps
+
+
+def _plan_requirement(d: Dependency, flavor: Flavor) -> Planned:
+    """A requirement built as its own package (``package``)."""
+    fetched, whl, deps = _requirement_wheel(d, flavor)
     spec = PackageSpec(
         package=d.package,
         version=debian_version(whl.version) + "-1~deepdeb1",
@@ -294,7 +297,7 @@ def run_wheel_build(recipe: Recipe, out: Path, console: Console) -> dict[str, An
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     try:
         with console.status("reading wheels, checking requirements against the archive ..."):
-            plans = plan(recipe, work)
+            plans = plan(recipe)
         built: list[tuple[Planned, WheelPackage]] = []
         for p in plans:
             verdict = _audit(p.fetched, list(p.spec.depends), work)
