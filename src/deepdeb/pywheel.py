@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import calendar
 import gzip
 import re
 import shutil
@@ -67,7 +68,7 @@ def wheel_epoch(wheel: Wheel) -> int:
     """The newest file date in the wheel: a reproducible SOURCE_DATE_EPOCH for the .deb."""
     with zipfile.ZipFile(wheel.path) as zf:
         newest = max(i.date_time for i in zf.infolist())
-    return int(time.mktime((*newest, 0, 0, 0)) - time.timezone)
+    return calendar.timegm((*newest, 0, 0, 0))
 
 
 def python_relations(wheel: Wheel) -> list[str]:

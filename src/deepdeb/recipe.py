@@ -170,9 +170,16 @@ def _is_flags(v: Any) -> str | None:
     return None
 
 
-def _is_names(v: Any) -> str | None:
-    ok = isinstance(v, list) and all(isinstance(x, str) and x for x in v)
-    return None if ok else "a list of Debian package names"
+def _string_list(what: str) -> _Check:
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+        return None if ok else what
+
+    return check
+
+
+_is_names = _string_list("a list of Debian package names")
+_is_globs = _string_list("a list of paths or glob patterns")
 
 
 def _is_requires(v: Any) -> str | None:
@@ -180,11 +187,6 @@ def _is_requires(v: Any) -> str | None:
         isinstance(k, str) and x in REQUIRE_CHOICES for k, x in v.items()
     )
     return None if ok else f"a table of PyPI name = one of {', '.join(REQUIRE_CHOICES)}"
-
-
-def _is_globs(v: Any) -> str | None:
-    ok = isinstance(v, list) and all(isinstance(x, str) and x for x in v)
-    return None if ok else "a list of paths or glob patterns"
 
 
 def _is_fraction(v: Any) -> str | None:
