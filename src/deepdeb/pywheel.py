@@ -199,25 +199,23 @@ def _maintainer_scripts(spec: PackageSpec, root: Path, skip: list[str]) -> None:
         (debian / name).chmod(0o755)
 
 
-def bundled_sonames(root: Path) -> dict[str, Path]:
-    """Shared libraries the package carries itself (soname -> file)."""
-    found: dict[str, Path] = {}
-    for path in elf_files(root):
-        info = read_elf(path)
-        if info.soname:
-            found.setdefault(info.soname, path)
-        found.setdefault(path.name, path)  # NEEDED may name a file without SONAME
-    return found
+def bundled_sonames(elves: list[Path]) -> list[str]:
+    """Shared libraries the package carries itself, by soname and by file name (NEEDED
+    may name a file without SONAME)."""
+    found: set[str] = set()
+    for path in elves:
+        soname = read_elf(path).soname
+        found.update(n for n in (soname, path.name) if n and n.startswith("lib") and ".so" in n)
+    return sorted(found)
 
 
-def shlibs_depends(root: Path, package: str, work: Path) -> str:
+def shlibs_depends(root: Path, elves: list[Path], package: str, work: Path) -> str:
     """dpkg-shlibdeps over every ELF file; the package's own libraries satisfy themselves.
 
     The directories holding bundled libraries are passed with ``-l`` so dpkg-shlibdeps
     resolves those NEEDED entries inside the package (no dependency), and only system
     sonames turn into Depends.
     """
-    elves = [p for p in elf_files(root)]
     if not elves:
         return ""
     scratch = work / "shlibdeps"
@@ -226,8 +224,10 @@ def shlibs_depends(root: Path, package: str, work: Path) -> str:
         f"Source: {package}\n\nPackage: {package}\nArchitecture: any\n"
     )
     tree = scratch / "debian" / package
-    if tree.exists() or tree.is_symlink():
-        tree.unlink() if tree.is_symlink() else shutil.rmtree(tree)
+    if tree.is_symlink():
+        tree.unlink()
+    elif tree.exists():
+        shutil.rmtree(tree)
     tree.symlink_to(root.resolve())
     libdirs = sorted({str(p.parent) for p in elves if ".so" in p.name})
     cmd = ["dpkg-shlibdeps", "-O", f"-T{scratch / 'substvars'}", "--ignore-missing-info"]
@@ -255,7 +255,7 @@ def build_package(wheel: Wheel, spec: PackageSpec, work: Path, dest: Path) -> Wh
     epoch = wheel_epoch(wheel)
     _write_docs(wheel, spec, root, epoch)
     elves = list(elf_files(root))
-    shlibs = shlibs_depends(root, spec.package, work) if elves else ""
+    shlibs = shlibs_depends(root, elves, spec.package, work)
     depends = [*python_relations(wheel), *spec.depends]
     if shlibs:
         depends.append(shlibs)
@@ -293,9 +293,7 @@ def build_package(wheel: Wheel, spec: PackageSpec, work: Path, dest: Path) -> Wh
     return WheelPackage(
         deb=deb,
         dropped=dropped,
-        bundled_sonames=sorted(
-            n for n, p in bundled_sonames(root).items() if n.startswith("lib") and ".so" in n
-        ),
+        bundled_sonames=bundled_sonames(elves),
         shlibs_depends=shlibs,
         scripts=scripts,
         not_compiled=skipped,

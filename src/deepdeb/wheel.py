@@ -76,6 +76,7 @@ class Wheel:
     purelib: bool
     metadata: Message
     entry_points: dict[str, dict[str, str]]  # group -> script name -> "module:func"
+    record: dict[str, str | None]  # member -> SHA-256 from RECORD, checked when extracting
 
     @property
     def requires(self) -> list[str]:
@@ -172,6 +173,7 @@ def open_wheel(path: Path) -> Wheel:
         purelib=str(wheel_meta.get("Root-Is-Purelib", "false")).lower() == "true",
         metadata=metadata,
         entry_points=entry_points,
+        record=record,
     )
 
 
@@ -202,12 +204,11 @@ def extract(wheel: Wheel, root: Path, drop: list[str] | None = None) -> list[str
     """
     dropped = []
     with zipfile.ZipFile(wheel.path) as zf:
-        record = read_record(zf.read(f"{wheel.dist_info}/RECORD").decode())
         for info in zf.infolist():
             if info.is_dir():
                 continue
             target = install_path(wheel, info.filename)
-            expected = record.get(info.filename)
+            expected = wheel.record.get(info.filename)
             if target is None:
                 continue
             if drop and any(PurePosixPath(info.filename).match(p) for p in drop):
