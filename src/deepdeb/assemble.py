@@ -31,6 +31,7 @@ from .build import VariantBuild, elf_files, extract
 from .elf import read_elf
 from .errors import AssembleError
 from .isa import BASELINE, MIN_GLIBC
+from .reach import ALTERNATIVE, Reach, register_variants
 from .util import run, sha256_file
 
 HWCAPS = "glibc-hwcaps"
@@ -193,19 +194,6 @@ def write_md5sums(tree: Path) -> None:
     (tree / "DEBIAN" / "md5sums").write_text("".join(lines), encoding="utf-8")
 
 
-def _libraries(tree: Path) -> dict[str, str]:
-    """Shared libraries (path inside the package -> soname) outside glibc-hwcaps."""
-    found = {}
-    for path in elf_files(tree):
-        rel = path.relative_to(tree).as_posix()
-        if rel.startswith("DEBIAN/") or f"/{HWCAPS}/" in rel:
-            continue
-        info = read_elf(path)
-        if info.is_shared_library and info.soname:
-            found[rel] = info.soname
-    return found
-
-
 def check_no_isa_marker_outside_hwcaps(tree: Path, package: str) -> None:
     """A file with an ISA-needed marker above baseline outside glibc-hwcaps/ would make the
     loader stop with "CPU ISA level is lower than required" on older CPUs."""
@@ -306,10 +294,20 @@ def select_copies(
     return copies
 
 
+def _make_dirs(tree: Path, directory: str) -> None:
+    """Create a directory in a package tree, every new level 0755 whatever the umask."""
+    path = tree
+    for part in Path(directory.strip("/")).parts:
+        path = path / part
+        if not path.is_dir():
+            path.mkdir()
+            path.chmod(0o755)
+
+
 def _place(tree: Path, copy: LevelCopy) -> list[str]:
     """Put a copy and its soname symlink into a package tree; returns the paths added."""
     target = tree / copy.target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs(tree, str(Path(copy.target).parent))
     shutil.copy2(copy.source, target)
     added = [copy.target]
     if copy.soname != target.name:
@@ -344,6 +342,13 @@ class _Plan:
     source_name: str
     work: Path
     epoch: int  # SOURCE_DATE_EPOCH of the stock build, for reproducible mtimes
+    reaches: Mapping[str, list[Reach]]  # package -> how the loader reaches its libraries
+
+    def variant_libraries(self, package: str) -> dict[str, str]:
+        """Libraries (path inside the package -> soname) whose variants can be loaded."""
+        return {
+            r.path.lstrip("/"): r.soname for r in self.reaches.get(package, []) if r.ships_variants
+        }
 
 
 def assemble(
@@ -354,9 +359,14 @@ def assemble(
     source_name: str,
     work: Path,
     dest: Path,
+    reaches: Mapping[str, list[Reach]],
     local: bool = False,
 ) -> list[AssembledPackage]:
     """Write the packages into ``dest`` (a staging directory the caller publishes).
+
+    ``reaches`` says, per package, how the installed system's loader reaches each library
+    (see :mod:`deepdeb.reach`): only libraries it can reach get variants, and those behind
+    update-alternatives get them as slave links of their provider.
 
     ``local`` marks a build that may not be redistributed: every package's version gets
     ``+local1``, so it can never be mistaken for, or silently replace, a published one
@@ -368,7 +378,7 @@ def assemble(
         suffix = (suffix if kept else "") + LOCAL_SUFFIX
     elif not kept:
         return [_stock(deb, dest) for deb in base.debs.values()]
-    plan = _Plan(variants, kept, suffix, source_name, work, source_date_epoch(base))
+    plan = _Plan(variants, kept, suffix, source_name, work, source_date_epoch(base), reaches)
     return (_assemble_split if layout == "split" else _assemble_fat)(plan, dest)
 
 
@@ -385,12 +395,13 @@ def _assemble_fat(plan: _Plan, dest: Path) -> list[AssembledPackage]:
         control = _control(tree)
         old = control["Version"]
         added: list[str] = []
-        libraries = _libraries(tree) if control["Architecture"] != "all" else {}
+        libraries = plan.variant_libraries(name) if control["Architecture"] != "all" else {}
         if libraries:
             level_trees = _unpack_levels(name, plan.variants, plan.kept, plan.work)
             shipped[name] = select_copies(name, libraries, tree, level_trees)
             for copy in shipped[name]:
                 added += _place(tree, copy)
+            _register_alternatives(tree, plan.reaches.get(name, []), shipped[name])
         if _is_dbgsym(name) and shipped.get(name.removesuffix("-dbgsym")):
             added += _add_debug_files(
                 plan, tree, control, shipped[name.removesuffix("-dbgsym")], name
@@ -417,6 +428,31 @@ def _assemble_fat(plan: _Plan, dest: Path) -> list[AssembledPackage]:
 
 def _is_dbgsym(package: str) -> bool:
     return package.endswith("-dbgsym")
+
+
+def _register_alternatives(tree: Path, reaches: list[Reach], copies: list[LevelCopy]) -> None:
+    """Make the variants of alternative-reached libraries slave links of their provider.
+
+    The package gets the directories the slave links live in (update-alternatives does not
+    create directories; dpkg removes them with the package when they are empty) and a
+    postinst whose ``update-alternatives --install`` also names the slaves.
+    """
+    by_path: dict[str, list[str]] = {}
+    for r in reaches:
+        if r.how != ALTERNATIVE:
+            continue
+        by_path[r.path] = [c.level for c in copies if "/" + c.target == r.copy_path(c.level)]
+        for level in by_path[r.path]:
+            _make_dirs(tree, r.search_path(level).rpartition("/")[0])
+    if not any(by_path.values()):
+        return
+    postinst = tree / "DEBIAN" / "postinst"
+    postinst.write_text(register_variants(postinst.read_text(), reaches, by_path))
+    triggers = tree / "DEBIAN" / "triggers"
+    existing = triggers.read_text() if triggers.is_file() else ""
+    if "ldconfig" not in existing:  # the slave links are new names for ld.so.cache
+        triggers.write_text(existing + "activate-noawait ldconfig\n")
+        triggers.chmod(0o644)
 
 
 def debug_file(build_id: str) -> str:
@@ -459,7 +495,7 @@ def _assemble_split(plan: _Plan, dest: Path) -> list[AssembledPackage]:
             continue
         tree = plan.work / "split-base" / name
         extract(deb, tree)
-        libraries = _libraries(tree)
+        libraries = plan.variant_libraries(name)
         if not libraries:
             continue
         fields = Deb822(run(["dpkg-deb", "-f", deb]).stdout)

@@ -650,7 +650,7 @@ def audit_recipe(recipe: Recipe, package: SourcePackage, tree: Path, deep: bool 
 def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
     """Audit a recipe, a source tree, a .deb or a wheel (unpacked under ``work``)."""
     if target.suffix == ".toml":
-        recipe = load_recipe(target, for_build=False)
+        recipe = load_recipe(target)
         if recipe.source.is_wheel:  # the (first flavour's) wheel, scanned file by file
             from .wheelbuild import fetch_source
 

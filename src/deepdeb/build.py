@@ -19,12 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from debian.deb822 import Deb822
+
 from . import cleanroom, sandbox
 from .cleanroom import CleanRoot
 from .elf import is_elf, read_elf
 from .errors import BuildError, DeepdebError, FlagsNotAppliedError, MissingBuildDepsError
 from .fetch import SourcePackage, unpack
-from .isa import BASELINE, compiler_flags
+from .isa import BASELINE, BuildPlan, compiler_flags
 from .recipe import Isa
 from .sandbox import NetworkAttempt
 from .util import run
@@ -48,8 +50,21 @@ class VariantBuild:
     tests_passed: bool
     seconds: float
     tests_tail: str = ""
+    built: bool = True  # False: a level allowed to fail (above the host's) did not build
+    failure: str = ""  # why it did not build, or why its tests failed
     network_attempts: list[NetworkAttempt] = field(default_factory=list)
     debs: dict[str, Path] = field(default_factory=dict)  # binary package -> .deb or .ddeb
+
+
+def architecture_dependent(tree: Path) -> bool:
+    """Does the source build any ``Architecture: any`` (or amd64...) package?
+
+    A source with only ``Architecture: all`` packages has nothing to rebuild per level:
+    dpkg-buildpackage -B would even fail, with "no binary artifacts".
+    """
+    with open(tree / "debian" / "control", encoding="utf-8") as f:
+        paragraphs = list(Deb822.iter_paragraphs(f))
+    return any(p.get("Architecture", "any").strip() != "all" for p in paragraphs[1:])
 
 
 def check_build_deps(tree: Path, label: str) -> None:
@@ -97,6 +112,39 @@ def failed_in_tests(log_text: str) -> bool:
     return bool(steps) and "dh_auto_test" in steps[-1]
 
 
+# How a build log shows that a program died of an illegal instruction: the shell's and
+# make's messages, exit status 128+4, test harnesses' reports, and autoconf giving up
+# after its test program crashed (configure exits 77).
+_ILLEGAL = re.compile(
+    r"Illegal instruction|\bSIGILL\b|killed by signal 4\b|\bError 132\b"
+    r"|(?:exit|return) (?:code|status):? 132\b|Exception: Illegal"
+    r"|cannot run C\+?\+? compiled programs"
+)
+
+
+def illegal_instruction(log_text: str) -> str | None:
+    """The log lines showing that something died of SIGILL (the first two), if any."""
+    lines: list[str] = []
+    for match in _ILLEGAL.finditer(log_text):
+        start = log_text.rfind("\n", 0, match.start()) + 1
+        end = log_text.find("\n", match.end())
+        line = log_text[start : end if end != -1 else len(log_text)].strip()
+        if line not in lines:
+            lines.append(line)
+        if len(lines) == 2:
+            break
+    return " / ".join(lines) or None
+
+
+def describe_failure(level: str, log_text: str, in_tests: bool) -> str:
+    """One line for the report on why a level did not build or pass its tests."""
+    what = "the package's tests" if in_tests else "the build"
+    evidence = illegal_instruction(log_text)
+    if evidence:
+        return f"{what} died of an illegal instruction (SIGILL) at {level}: {evidence[:160]}"
+    return f"{what} failed at {level}" if in_tests else f"failed to build at {level}"
+
+
 class _Cancelled(Exception):
     """A build stopped because another one failed first."""
 
@@ -142,6 +190,7 @@ def _build_one(
     progress: Progress,
     cancel: threading.Event,
     clean: CleanRoot | None,
+    may_fail: bool,
 ) -> VariantBuild:
     directory = clean.build_dir(level) if clean else root / level
     directory.mkdir(parents=True)
@@ -169,19 +218,27 @@ def _build_one(
     result = VariantBuild(level, directory, log, flags, tests_passed=True, seconds=seconds)
     result.network_attempts = sandbox.read_attempts(attempts_log)
     if status != 0:
-        in_tests = failed_in_tests(log.read_text(errors="replace"))
+        text = log.read_text(errors="replace")
+        in_tests = failed_in_tests(text)
+        result.failure = describe_failure(level, text, in_tests)
+        result.tests_tail = tail(log)
         if in_tests and level != BASELINE:
             # A variant that fails the package's own tests is dropped, not fatal: -O3 or
             # FMA contraction legitimately changes floating-point results.
             progress(level, "tests failed")
             result.tests_passed = False
-            result.tests_tail = tail(log)
+            return result
+        if may_fail:
+            # A level above this CPU's, named explicitly: reported, never fatal.
+            progress(level, "failed (reported)")
+            result.built = result.tests_passed = False
             return result
         cancel.set()
         diagnosis = ""
         if clean and not in_tests:
-            text = log.read_text("utf-8", "replace")
             diagnosis = cleanroom.describe(cleanroom.explain_failure(text))
+        elif illegal_instruction(text):
+            diagnosis = f"\n{result.failure}"
         raise BuildError(
             level,
             log,
@@ -199,27 +256,41 @@ def _build_one(
 def build_all(
     package: SourcePackage,
     isa: Isa,
+    plan: BuildPlan,
     root: Path,
     progress: Progress,
     cpus: int | None = None,
     clean: CleanRoot | None = None,
 ) -> dict[str, VariantBuild]:
-    """Build the baseline and every requested level, in parallel on all cores.
+    """Build the baseline and every planned level, in parallel on all cores.
 
     With ``clean``, every level builds in that clean-room chroot (read-only, shared by the
     levels, each writing only its own ``/build/<level>``); otherwise on the host's system.
 
     Builds share the cores: with as many builds as cores each build runs one job, which
     keeps every core busy through the serial parts (configure, dh_* steps) of each build.
+    A level in ``plan.may_fail`` that fails is returned with ``built=False``; any other
+    failure stops the other builds and is raised.
     """
-    levels = [BASELINE, *isa.levels]
+    levels = [BASELINE, *plan.levels]
     cpus = cpus or os.cpu_count() or 1
     workers = min(cpus, len(levels))
     jobs = max(1, cpus // workers)
     cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
-            level: pool.submit(_build_one, package, level, root, isa, jobs, progress, cancel, clean)
+            level: pool.submit(
+                _build_one,
+                package,
+                level,
+                root,
+                isa,
+                jobs,
+                progress,
+                cancel,
+                clean,
+                level in plan.may_fail,
+            )
             for level in levels
         }
         results: dict[str, VariantBuild] = {}
@@ -266,7 +337,7 @@ def check_flags_applied(variant: VariantBuild, scratch: Path) -> None:
     without it was compiled without the flags: the package's build system ignores
     dpkg-buildflags, and a "variant" would silently be the baseline again.
     """
-    if variant.level == BASELINE or not variant.tests_passed:
+    if variant.level == BASELINE or not variant.tests_passed or not variant.built:
         return
     missing = []
     libraries = 0

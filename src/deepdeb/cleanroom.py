@@ -238,18 +238,43 @@ def in_root(
     return run([*jail, *command], env={**base, **(env or {})}, check=check)
 
 
+def apt_cache_binds() -> list[tuple[str, str, str]]:
+    """deepdeb's cache of downloaded .debs, bound where apt keeps them in a root."""
+    archives = cache_root() / "apt-archives"
+    (archives / "partial").mkdir(parents=True, exist_ok=True)
+    return [("--bind", str(archives), "/var/cache/apt/archives")]
+
+
+def deb_binds(debs: Sequence[Path]) -> list[tuple[str, str, str]]:
+    """Each package file bound read-only at ``/deepdeb-debs/<name>`` (no copy is made)."""
+    return [("--ro-bind", str(d.resolve()), f"/deepdeb-debs/{d.name}") for d in debs]
+
+
+def install_packages(
+    root: Path, debs: Sequence[Path], extra: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    """apt-get install package files (and archive packages ``extra``) into ``root``:
+    dependencies come from the archive, dpkg runs the maintainer scripts and triggers.
+    Returns apt's result; the caller decides what a failure means."""
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
+    install += [f"/deepdeb-debs/{d.name}" for d in debs] + list(extra)
+    binds = [*apt_cache_binds(), *deb_binds(debs)]
+    proc = in_root(root, install, binds, check=False)
+    if proc.returncode != 0 and re.search(
+        r"404\s+Not Found|Unable to fetch", proc.stdout + proc.stderr
+    ):
+        in_root(root, ["apt-get", "update", "-q"], binds, check=False)  # the archive moved on
+        proc = in_root(root, install, binds, check=False)
+    return proc
+
+
 def install_build_deps(root: Path, tree: Path, source: str) -> None:
     """``apt-get build-dep`` the unpacked source ``tree`` inside ``root``.
 
     apt's index comes with the tarball; when the archive has moved on since (a 404), the
     index is refreshed once and the install tried again.
     """
-    archives = cache_root() / "apt-archives"
-    (archives / "partial").mkdir(parents=True, exist_ok=True)
-    binds = [
-        ("--bind", str(archives), "/var/cache/apt/archives"),
-        ("--ro-bind", str(tree), "/deepdeb-src"),
-    ]
+    binds = [*apt_cache_binds(), ("--ro-bind", str(tree), "/deepdeb-src")]
     (root / "deepdeb-src").mkdir()
     install = ["apt-get", "build-dep", "-y", "-q", "--no-install-recommends", "/deepdeb-src"]
     proc = in_root(root, install, binds, check=False)

@@ -16,6 +16,8 @@ class ElfInfo:
     soname: str | None
     isa_needed: str  # highest "x86 ISA needed" level, BASELINE when there is no marker
     build_id: str | None
+    runpath: tuple[str, ...] = ()  # DT_RUNPATH, or DT_RPATH when there is no RUNPATH
+    needed: tuple[str, ...] = ()  # DT_NEEDED sonames
 
     @property
     def is_shared_library(self) -> bool:
@@ -35,11 +37,16 @@ def read_elf(path: Path) -> ElfInfo:
     type_match = re.search(r"^\s*Type:\s+(\w+)", out, flags=re.M)
     soname = re.search(r"\(SONAME\)\s+Library soname: \[([^\]]+)\]", out)
     build_id = re.search(r"Build ID: ([0-9a-f]+)", out)
+    runpath = re.search(r"\(RUNPATH\)\s+Library runpath: \[([^\]]*)\]", out) or re.search(
+        r"\(RPATH\)\s+Library rpath: \[([^\]]*)\]", out
+    )
     return ElfInfo(
         type=type_match.group(1) if type_match else "?",
         soname=soname.group(1) if soname else None,
         isa_needed=isa_needed(out),
         build_id=build_id.group(1) if build_id else None,
+        runpath=tuple(d for d in runpath.group(1).split(":") if d) if runpath else (),
+        needed=tuple(re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)),
     )
 
 

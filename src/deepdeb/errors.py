@@ -7,6 +7,7 @@ what to do. The CLI prints the message and exits non-zero; anything else is a bu
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -42,12 +43,22 @@ class MissingBuildDepsError(DeepdebError):
 
 
 def _package_names(unmet: str) -> list[str]:
-    """Package names from dpkg-checkbuilddeps' unmet list (first alternative, no versions)."""
-    names = []
-    for clause in unmet.split(","):
-        first = clause.split("|")[0].strip()
-        if first:
-            names.append(first.split()[0].split(":")[0])
+    """Package names from dpkg-checkbuilddeps' unmet list: one per dependency (the first of
+    its alternatives), without versions, architectures or profiles.
+
+    dpkg-checkbuilddeps separates dependencies with spaces, not commas:
+    ``libogg-dev (>= 1.0rc3) debhelper-compat (= 13) libfoo-dev | libbar-dev``.
+    """
+    text = re.sub(r"\([^)]*\)|\[[^\]]*\]|<[^>]*>", " ", unmet)
+    words = text.replace("|", " | ").replace(",", " ").split()
+    names: list[str] = []
+    i = 0
+    while i < len(words):
+        if words[i] != "|":
+            names.append(words[i].split(":")[0])
+        i += 1
+        while i < len(words) and words[i] == "|":
+            i += 2  # skip the alternative after "|"
     return names
 
 

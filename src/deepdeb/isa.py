@@ -9,15 +9,22 @@ already holds it.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .errors import DeepdebError
 
 BASELINE = "x86-64"
 LEVELS: tuple[str, ...] = (BASELINE, "x86-64-v2", "x86-64-v3", "x86-64-v4")
 OPTIONAL_LEVELS: tuple[str, ...] = LEVELS[1:]
 
 LOADER = "/lib64/ld-linux-x86-64.so.2"
+# Treat this machine as being at most at this level (tests simulate v2 and v3 hosts on any
+# CPU with it; a user can keep deepdeb from building and measuring what a fleet lacks).
+HOST_LEVEL_ENV = "DEEPDEB_HOST_LEVEL"
 # First glibc whose loader searches glibc-hwcaps subdirectories.
 MIN_GLIBC = "2.33"
 
@@ -71,9 +78,23 @@ class HostCpu:
     level: str
     loader_levels: tuple[str, ...]  # glibc-hwcaps levels this loader reports as supported
     features: tuple[str, ...]
+    # What lowered the level below the CPU's own: "" (nothing), "loader" (a GLIBC_TUNABLES
+    # mask or a virtual CPU) or HOST_LEVEL_ENV.
+    capped_by: str = ""
 
     def supports(self, level: str) -> bool:
         return level == BASELINE or level in self.loader_levels
+
+    def why_not(self, level: str) -> str:
+        """Why this host cannot run ``level``, for reports: what the CPU lacks, or what
+        made deepdeb treat it as lower than it is."""
+        missing = missing_features(level, self.features)
+        where = f"this CPU is {self.microarchitecture}, {self.level}"
+        if missing:
+            return f"needs {', '.join(f.upper() for f in missing)}; {where}"
+        if self.capped_by == HOST_LEVEL_ENV:
+            return f"above {self.level}, the level {HOST_LEVEL_ENV} sets for this host"
+        return f"the loader does not use {level} here (a GLIBC_TUNABLES mask?); {where}"
 
 
 def loader_supported_levels(loader: str = LOADER, env: dict[str, str] | None = None) -> list[str]:
@@ -90,7 +111,11 @@ def loader_supported_levels(loader: str = LOADER, env: dict[str, str] | None = N
 
 @functools.cache
 def host_cpu() -> HostCpu:
-    """Detect the host CPU with archspec and cross-check the level with the loader."""
+    """Detect the host CPU with archspec and cross-check the level with the loader.
+
+    ``DEEPDEB_HOST_LEVEL`` lowers the result further; it cannot raise it, since deepdeb
+    must never plan to run code the CPU would die on.
+    """
     import archspec.cpu
 
     host = archspec.cpu.host()
@@ -100,18 +125,83 @@ def host_cpu() -> HostCpu:
         if host == target or target in host.ancestors:
             level = name
     loader_levels = tuple(loader_supported_levels())
+    capped_by = ""
     # Trust the loader over archspec when they disagree (e.g. a masked or virtual CPU):
     # it is the loader's view that decides which variant runs.
     best_loader = max(loader_levels, key=rank, default=BASELINE)
     if rank(best_loader) < rank(level):
-        level = best_loader
+        level, capped_by = best_loader, "loader"
+    wanted = os.environ.get(HOST_LEVEL_ENV, "").strip()
+    if wanted:
+        level, capped_by = cap_level(level, capped_by, wanted)
+        loader_levels = tuple(lv for lv in loader_levels if rank(lv) <= rank(level))
     return HostCpu(
         microarchitecture=host.name,
         vendor=host.vendor,
         level=level,
         loader_levels=loader_levels,
         features=tuple(sorted(host.features)),
+        capped_by=capped_by,
     )
+
+
+def cap_level(level: str, capped_by: str, wanted: str) -> tuple[str, str]:
+    """The host level after ``DEEPDEB_HOST_LEVEL=wanted``: only ever lower."""
+    if wanted not in LEVELS:
+        raise DeepdebError(
+            f"{HOST_LEVEL_ENV}={wanted!r} is not a level; expected one of {', '.join(LEVELS)}"
+        )
+    if rank(wanted) > rank(level):
+        raise DeepdebError(
+            f"{HOST_LEVEL_ENV}={wanted} is above what this machine runs ({level}): it can "
+            "only lower the host level"
+        )
+    if rank(wanted) < rank(level):
+        return wanted, HOST_LEVEL_ENV
+    return level, capped_by
+
+
+def missing_features(level: str, features: Sequence[str]) -> list[str]:
+    """Features (archspec names) that ``level`` and the levels below it need and that
+    ``features`` lacks, lowest level first."""
+    have = set(features)
+    missing: list[str] = []
+    for name in LEVELS[1 : rank(level) + 1]:
+        missing += [f for f in level_features(name) if f not in have]
+    return missing
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Which levels to build, and why the others are not built."""
+
+    levels: tuple[str, ...]  # optional levels to build, ascending (the baseline is implied)
+    not_built: dict[str, str] = field(default_factory=dict)  # level -> why
+    may_fail: frozenset[str] = frozenset()  # levels whose failure is reported, not fatal
+
+
+def plan_builds(requested: Sequence[str], host: HostCpu, explicit: bool) -> BuildPlan:
+    """Levels to build on this host.
+
+    A level the CPU cannot run is left out unless it was named explicitly: its build may
+    execute its own code (configure's test programs, the package's test suite) and die of
+    an illegal instruction, and it could be neither tested nor measured here, so it would
+    never be shipped. Named explicitly, it is built, and a failure is reported, not fatal.
+    """
+    build: list[str] = []
+    not_built: dict[str, str] = {}
+    above: set[str] = set()
+    for level in sorted(requested, key=rank):
+        if host.supports(level):
+            build.append(level)
+        elif explicit:
+            build.append(level)
+            above.add(level)
+        else:
+            not_built[level] = (
+                f"not built: {host.why_not(level)} (name it with --levels to build it anyway)"
+            )
+    return BuildPlan(tuple(build), not_built, frozenset(above))
 
 
 def level_features(level: str) -> tuple[str, ...]:

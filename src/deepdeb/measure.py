@@ -24,7 +24,7 @@ from . import sandbox
 from .build import VariantBuild, elf_files, extract
 from .elf import read_elf
 from .errors import BenchmarkError
-from .isa import BASELINE, HostCpu
+from .isa import BASELINE, HostCpu, rank
 from .recipe import Benchmark
 
 
@@ -195,20 +195,29 @@ def decide(
 
 
 def plan_levels(
-    variants: Mapping[str, VariantBuild], requested: tuple[str, ...], host: HostCpu
+    variants: Mapping[str, VariantBuild],
+    requested: tuple[str, ...],
+    host: HostCpu,
+    not_built: Mapping[str, str],
 ) -> list[LevelResult]:
     """One result per level, with a reason already set for those that cannot be measured."""
     results = [LevelResult(level=BASELINE)]
-    for level in requested:
+    for level in sorted(requested, key=rank):
         result = LevelResult(level=level)
         variant = variants.get(level)
-        if variant is None:
-            result.built = False
-            result.reason = "not built"
+        if variant is None or not variant.built:
+            result.built = result.tests_passed = False
+            result.reason = not_built.get(level) or (
+                variant.failure if variant is not None else "not built"
+            )
+            if variant is not None and not host.supports(level):
+                result.reason += f" ({host.why_not(level)}; not fatal)"
         elif not variant.tests_passed:
             result.tests_passed = False
-            result.reason = "the package's tests fail at this level"
+            result.reason = variant.failure or "the package's tests fail at this level"
+            if not host.supports(level):
+                result.reason += f" ({host.why_not(level)})"
         elif not host.supports(level):
-            result.reason = f"cannot run here: this CPU is {host.level}; not shipped unmeasured"
+            result.reason = f"cannot run here: {host.why_not(level)}; not shipped unmeasured"
         results.append(result)
     return results

@@ -19,17 +19,24 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from . import audit, buildinfo, cleanroom
+from . import audit, buildinfo, cleanroom, reach
 from .assemble import assemble, deb_filename, source_date_epoch
-from .build import VariantBuild, build_all, check_build_deps, check_flags_applied
+from .build import (
+    VariantBuild,
+    architecture_dependent,
+    build_all,
+    check_build_deps,
+    check_flags_applied,
+)
 from .errors import DeepdebError
 from .fetch import SourcePackage, obtain, unpack
-from .isa import BASELINE, HostCpu, host_cpu
-from .measure import Runtime, decide, plan_levels, run_benchmarks, unpack_runtime
+from .isa import BASELINE, BuildPlan, HostCpu, host_cpu, plan_builds
+from .measure import LevelResult, Runtime, decide, plan_levels, run_benchmarks, unpack_runtime
+from .reach import Reach
 from .recipe import Recipe
 from .report import BuildReport
 from .util import atomic_write_text
-from .verify import run_lintian, verify_loader
+from .verify import run_lintian, verify_installed
 
 LAYOUTS = ("fat", "split")
 BACKENDS = ("host", "cleanroom")
@@ -76,10 +83,6 @@ def run_build(
     if backend not in BACKENDS:
         raise DeepdebError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     host = host_cpu()
-    console.print(
-        f"host: {host.microarchitecture} ({host.vendor}), level {host.level}; "
-        f"levels to try: {', '.join(recipe.isa.levels)}"
-    )
     package = obtain(recipe.source)
     with _workdir(package.name, keep_work, console) as work:
         tree = unpack(package, work / "depcheck")
@@ -90,16 +93,27 @@ def run_build(
             check_build_deps(tree, package.name)
         console.print("auditing licences ...")
         verdict = audit.audit_recipe(recipe, package, tree)
-        variants = _build(package, recipe, work, console, clean)
-        report = _measure(recipe, package, variants, host, work, console)
+        local = not verdict.redistributable
+        notes = []
+        if local and layout != "fat":
+            notes.append("not redistributable: built in the fat layout, for this machine")
+            layout = "fat"
+        plan = _plan(recipe, tree, host)
+        console.print(
+            f"host: {host.microarchitecture} ({host.vendor}), level {host.level}; "
+            f"levels to build: {', '.join(plan.levels) or 'none (stock build)'}"
+        )
+        for level, why in plan.not_built.items():
+            console.print(f"  {level}: {why}")
+        variants = _build(package, recipe, plan, work, console, clean)
+        reaches = reach.plan(variants[BASELINE].debs, layout, work / "reach")
+        report = _measure(recipe, package, variants, plan, reaches, host, work, console)
+        report.notes[:0] = notes
         report.licence = verdict
         report.backend = backend
         report.chroot = cleanroom.record(clean) if clean else None
-        local = not verdict.redistributable
-        if local and layout != "fat":
-            report.notes.append("not redistributable: built in the fat layout, for this machine")
-            layout = "fat"
         report.layout = layout
+        report.libraries = [r for name in sorted(reaches) for r in reaches[name]]
         kept = [lv for lv in report.shipped_levels if lv != BASELINE]
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=_ensure(out)))
         try:
@@ -111,14 +125,15 @@ def run_build(
                 package.name,
                 work,
                 staging,
+                reaches,
                 local=local,
             )
             for built in report.packages:
                 built.area, built.redistributable = verdict.area, verdict.redistributable
-            console.print("verifying the loader's choice at every level ...")
-            report.loader_checks, report.loader_notes = verify_loader(
-                report.packages, host, work / "verify"
-            )
+            with console.status("installing the packages in a clean bookworm root ..."):
+                report.loader_checks, report.loader_notes = verify_installed(
+                    report.packages, reaches, host, work / "verify"
+                )
             if lintian:
                 console.print("running lintian ...")
                 report.lintian = run_lintian(report.packages)
@@ -128,6 +143,17 @@ def run_build(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def _plan(recipe: Recipe, tree: Path, host: HostCpu) -> BuildPlan:
+    """Which levels this build rebuilds: none for a stock recipe or an all-``all`` source,
+    else the recipe's (or --levels') levels as this host can run them."""
+    if not recipe.isa.levels:
+        return BuildPlan(())
+    if not architecture_dependent(tree):
+        why = "the source builds only Architecture: all packages: nothing to rebuild per level"
+        return BuildPlan((), dict.fromkeys(recipe.isa.levels, why))
+    return plan_builds(recipe.isa.levels, host, recipe.isa.explicit)
 
 
 def _ensure(out: Path) -> Path:
@@ -177,16 +203,17 @@ def _write_buildinfo(
 def _build(
     package: SourcePackage,
     recipe: Recipe,
+    plan: BuildPlan,
     work: Path,
     console: Console,
     clean: cleanroom.CleanRoot | None = None,
 ) -> dict[str, VariantBuild]:
-    levels = [BASELINE, *recipe.isa.levels]
+    levels = [BASELINE, *plan.levels]
     with _progress(console) as progress:
         tasks = {lv: progress.add_task("waiting", total=None, level=lv) for lv in levels}
 
         def update(level: str, what: str) -> None:
-            done = what in ("done", "tests failed")
+            done = what in ("done", "tests failed", "failed (reported)")
             progress.update(
                 tasks[level],
                 description=what,
@@ -194,7 +221,7 @@ def _build(
                 completed=1 if done else 0,
             )
 
-        variants = build_all(package, recipe.isa, work / "builds", update, clean=clean)
+        variants = build_all(package, recipe.isa, plan, work / "builds", update, clean=clean)
     for variant in variants.values():
         check_flags_applied(variant, work / "flagcheck" / variant.level)
     return variants
@@ -204,37 +231,33 @@ def _measure(
     recipe: Recipe,
     package: SourcePackage,
     variants: dict[str, VariantBuild],
+    plan: BuildPlan,
+    reaches: dict[str, list[Reach]],
     host: HostCpu,
     work: Path,
     console: Console,
 ) -> BuildReport:
-    results = plan_levels(variants, recipe.isa.levels, host)
-    runtimes: dict[str, Runtime] = {}
-    for result in results:
-        if result.level == BASELINE or not result.reason:
-            runtimes[result.level] = unpack_runtime(
-                variants[result.level], work / "runtime" / result.level
-            )
+    results = plan_levels(variants, recipe.isa.levels, host, plan.not_built)
     notes = []
+    if not recipe.isa.levels:
+        notes.append("stock build: the recipe has no [isa], so no level was rebuilt")
     if "nocheck" in os.environ.get("DEB_BUILD_OPTIONS", "").split():
         notes.append(
             "DEB_BUILD_OPTIONS=nocheck: the package's tests did not run at any level, so "
             "levels were kept on the benchmark alone"
         )
-    if not runtimes[BASELINE].library_dirs:
-        notes.append("the package has no shared libraries: glibc-hwcaps cannot apply")
-        for result in results[1:]:
-            result.reason = result.reason or "no shared libraries to ship for this level"
-        runtimes = {BASELINE: runtimes[BASELINE]}
+    runtimes = _runtimes(results, variants, reaches, work, notes)
     bench = recipe.benchmark
-    with _progress(console) as progress:
-        total = (bench.warmup + bench.repeat) * len(runtimes)
-        task = progress.add_task("benchmark", total=total, level="measure")
+    times: dict[str, list[float]] = {}
+    if bench is not None and len(runtimes) > 1:
+        with _progress(console) as progress:
+            total = (bench.warmup + bench.repeat) * len(runtimes)
+            task = progress.add_task("benchmark", total=total, level="measure")
 
-        def tick(level: str, done: int, rounds: int) -> None:
-            progress.update(task, advance=1, description=f"{bench.command} [{level}]")
+            def tick(level: str, done: int, rounds: int) -> None:
+                progress.update(task, advance=1, description=f"{bench.command} [{level}]")
 
-        times = run_benchmarks(bench, runtimes, recipe.directory, work / "bench-tmp", tick)
+            times = run_benchmarks(bench, runtimes, recipe.directory, work / "bench-tmp", tick)
     decide(results, times, recipe.isa.min_speedup)
     report = BuildReport(
         recipe=recipe.path,
@@ -244,7 +267,7 @@ def _measure(
         host=asdict(host),
         layout="fat",
         isa=asdict(recipe.isa),
-        benchmark=asdict(bench),
+        benchmark=None if bench is None else asdict(bench),
         levels=results,
         notes=notes,
     )
@@ -259,6 +282,45 @@ def _measure(
         if not variant.tests_passed:  # why the level was dropped, without opening the log
             report.build[level]["tests_log_tail"] = variant.tests_tail
     return report
+
+
+def _runtimes(
+    results: list[LevelResult],
+    variants: dict[str, VariantBuild],
+    reaches: dict[str, list[Reach]],
+    work: Path,
+    notes: list[str],
+) -> dict[str, Runtime]:
+    """The unpacked variants to measure: the baseline and every level still in the running.
+
+    A level's copy of a library the installed system's loader would never load (see
+    :mod:`deepdeb.reach`) is replaced by the baseline's, so that the measurement credits a
+    level only with what its packages can deliver.
+    """
+    candidates = [r for r in results[1:] if not r.reason]
+    if not candidates:
+        return {}
+    base = unpack_runtime(variants[BASELINE], work / "runtime" / BASELINE)
+    reachable = [r for rs in reaches.values() for r in rs if r.ships_variants]
+    why = ""
+    if not base.library_dirs:
+        why = "the package has no shared libraries: glibc-hwcaps cannot apply"
+    elif not reachable:
+        why = "the loader reaches none of the package's libraries by name (see libraries)"
+    if why:
+        notes.append(why)
+        for result in candidates:
+            result.reason = why
+        return {BASELINE: base}
+    runtimes = {BASELINE: base}
+    for result in candidates:
+        runtime = unpack_runtime(variants[result.level], work / "runtime" / result.level)
+        for r in (r for rs in reaches.values() for r in rs if not r.ships_variants):
+            own = runtime.root / r.path.lstrip("/")
+            if own.is_file():
+                shutil.copyfile(base.root / r.path.lstrip("/"), own)
+        runtimes[result.level] = runtime
+    return runtimes
 
 
 def _publish(

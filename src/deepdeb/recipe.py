@@ -58,6 +58,9 @@ class Isa:
     min_speedup: float = 1.05
     profile: str = ""
     tune: str = "generic"
+    # The levels were named on the command line (--levels): built even where this CPU
+    # cannot run them, instead of being planned from the host.
+    explicit: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,10 +106,13 @@ class Sanity:
 
 @dataclass(frozen=True)
 class Recipe:
+    """A recipe. Without [isa] (``isa.levels`` empty, ``benchmark`` None) it is a stock
+    build: the source's own packages, built offline in the sandbox, audited, verified."""
+
     path: Path
     source: Source
     isa: Isa
-    benchmark: Benchmark
+    benchmark: Benchmark | None
     version_suffix: str = "+hwcaps1"
     models: tuple[dict[str, str], ...] = ()
     datasets: tuple[dict[str, str], ...] = ()
@@ -248,7 +254,7 @@ _ML_KEYS = (
     "sha256",
 )
 _ARRAYS = {"model": _ML_KEYS, "dataset": _ML_KEYS}
-_REQUIRED_TABLES = ("source", "isa", "benchmark")
+STOCK = Isa(levels=())  # a recipe without [isa]: only the stock build
 
 
 def _line_of(text: str, table: str, key: str | None = None) -> int | None:
@@ -270,12 +276,8 @@ def _line_of(text: str, table: str, key: str | None = None) -> int | None:
     return None
 
 
-def load_recipe(path: Path, for_build: bool = True) -> Recipe:
-    """Read and validate a recipe file; raises RecipeError with file and line.
-
-    ``for_build=False`` (deepdeb audit) accepts recipes without [isa] and [benchmark]: a
-    model or dataset can be audited before anyone knows how to build it.
-    """
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate a recipe file; raises RecipeError with file and line."""
     path = Path(path).absolute()
     try:
         text = path.read_text(encoding="utf-8")
@@ -288,9 +290,6 @@ def load_recipe(path: Path, for_build: bool = True) -> Recipe:
         raise RecipeError(
             path, f"not valid TOML: {e}", int(match.group(1)) if match else None
         ) from None
-    if not for_build:
-        data.setdefault("isa", {"levels": ["x86-64-v3"]})
-        data.setdefault("benchmark", {"command": "true"})
     return parse_recipe(path, text, data)
 
 
@@ -337,10 +336,8 @@ def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
                 raise fail(f"[{table}] {key}: expected {expected}, got {item!r}", table, key)
     flavors = _flavors(path, text, raw_flavors, fail)
     wheelish = bool(flavors) or any(k in data.get("source", {}) for k in ("wheel", "pypi"))
-    required = ("source",) if wheelish and not flavors else () if wheelish else _REQUIRED_TABLES
-    for table in required:
-        if table not in data:
-            raise RecipeError(path, f"missing table [{table}]")
+    if "source" not in data and not flavors:
+        raise RecipeError(path, "missing table [source]")
     if not wheelish:
         for table in ("python", "sanity"):
             if table in data:
@@ -358,8 +355,8 @@ def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
         return Recipe(
             path=path,
             source=flavors[0].source,
-            isa=Isa(levels=()),
-            benchmark=Benchmark(command="true"),
+            isa=STOCK,
+            benchmark=None,
             python=python,
             flavors=flavors,
             sanity=sanity,
@@ -367,29 +364,7 @@ def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
             datasets=ml["dataset"],
         )
     assert source is not None
-
-    isa_table = data["isa"]
-    if "levels" not in isa_table:
-        raise fail("[isa] missing key 'levels'", "isa")
-    levels = isa_table["levels"]
-    if len(set(levels)) != len(levels) or not levels:
-        raise fail("[isa] levels: expected a non-empty list without repeats", "isa", "levels")
-    isa = Isa(
-        levels=tuple(sorted(levels, key=rank)),
-        min_speedup=float(isa_table.get("min_speedup", Isa.min_speedup)),
-        profile=isa_table.get("profile", ""),
-        tune=isa_table.get("tune", Isa.tune),
-    )
-
-    bench = data["benchmark"]
-    if "command" not in bench:
-        raise fail("[benchmark] missing key 'command'", "benchmark")
-    benchmark = Benchmark(
-        command=bench["command"],
-        repeat=bench.get("repeat", Benchmark.repeat),
-        warmup=bench.get("warmup", Benchmark.warmup),
-        timeout=float(bench.get("timeout", Benchmark.timeout)),
-    )
+    isa, benchmark = _isa(data, fail)
     suffix = data.get("package", {}).get("version_suffix", Recipe.version_suffix)
     return Recipe(
         path=path,
@@ -404,6 +379,39 @@ def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
 
 
 _Fail = Callable[..., RecipeError]
+
+
+def _isa(data: dict[str, Any], fail: _Fail) -> tuple[Isa, Benchmark | None]:
+    """[isa] and [benchmark], which go together: deepdeb ships a variant only when it was
+    measured faster. Neither: a stock build. [benchmark] alone: every level is tried."""
+    if "isa" in data and "benchmark" not in data:
+        raise fail(
+            "[isa] without [benchmark]: deepdeb only ships variants it has measured faster. "
+            "Add a [benchmark] command, or remove [isa] for a stock build of the source",
+            "isa",
+        )
+    if "benchmark" not in data:
+        return STOCK, None
+    isa_table = data.get("isa", {})
+    levels = isa_table.get("levels", list(OPTIONAL_LEVELS))
+    if len(set(levels)) != len(levels) or not levels:
+        raise fail("[isa] levels: expected a non-empty list without repeats", "isa", "levels")
+    isa = Isa(
+        levels=tuple(sorted(levels, key=rank)),
+        min_speedup=float(isa_table.get("min_speedup", Isa.min_speedup)),
+        profile=isa_table.get("profile", ""),
+        tune=isa_table.get("tune", Isa.tune),
+    )
+    bench = data["benchmark"]
+    if "command" not in bench:
+        raise fail("[benchmark] missing key 'command'", "benchmark")
+    benchmark = Benchmark(
+        command=bench["command"],
+        repeat=bench.get("repeat", Benchmark.repeat),
+        warmup=bench.get("warmup", Benchmark.warmup),
+        timeout=float(bench.get("timeout", Benchmark.timeout)),
+    )
+    return isa, benchmark
 
 
 def _source(path: Path, src: dict[str, Any], fail: _Fail, table: str = "source") -> Source:
@@ -486,5 +494,12 @@ def with_levels(recipe: Recipe, levels: list[str]) -> Recipe:
             f"--levels: unknown level(s) {', '.join(unknown)}; "
             f"expected some of {', '.join(OPTIONAL_LEVELS)}",
         )
+    if recipe.benchmark is None:
+        raise RecipeError(
+            recipe.path,
+            "--levels: the recipe has no [benchmark], so it is a stock build; deepdeb only "
+            "ships variants it has measured faster",
+        )
     chosen = tuple(sorted({lv for lv in levels if lv != BASELINE}, key=rank))
-    return dataclasses.replace(recipe, isa=dataclasses.replace(recipe.isa, levels=chosen))
+    isa = dataclasses.replace(recipe.isa, levels=chosen, explicit=True)
+    return dataclasses.replace(recipe, isa=isa)

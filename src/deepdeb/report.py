@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -15,6 +16,7 @@ from .assemble import AssembledPackage
 from .audit import AuditResult, Verdict
 from .inventory import Inventory
 from .measure import LevelResult
+from .reach import Reach
 from .verify import LintianResult, LoaderCheck, checks_to_json
 
 
@@ -27,7 +29,7 @@ class BuildReport:
     host: dict[str, Any]
     layout: str
     isa: dict[str, Any]
-    benchmark: dict[str, Any]
+    benchmark: dict[str, Any] | None
     levels: list[LevelResult]
     build: dict[str, dict[str, Any]] = field(default_factory=dict)  # level -> flags, seconds
     packages: list[AssembledPackage] = field(default_factory=list)
@@ -41,6 +43,7 @@ class BuildReport:
     backend: str = "host"  # "host" (the host's packages) or "cleanroom" (a fresh chroot)
     chroot: dict[str, Any] | None = None  # the clean room's tarball, digest and timings
     buildinfo: Path | None = None
+    libraries: list[Reach] = field(default_factory=list)  # how the loader reaches each one
 
     @property
     def shipped_levels(self) -> list[str]:
@@ -81,6 +84,7 @@ class BuildReport:
                 for r in self.levels
             ],
             "shipped_levels": self.shipped_levels,
+            "libraries": [r.to_json() for r in self.libraries],
             "network_attempts": self.network_attempts,
             "licence": None
             if self.licence is None
@@ -128,14 +132,15 @@ def print_report(report: BuildReport, console: Console) -> None:
         levels.add_column(col, justify="right" if col in ("median", "speedup") else "left")
     for r in report.levels:
         build = report.build.get(r.level, {})
+        tests = "-" if not r.built else "pass" if r.tests_passed else "[red]FAIL[/red]"
         levels.add_row(
             r.level,
             f"{build['build_seconds']:.0f}s" if "build_seconds" in build else "-",
-            "pass" if r.tests_passed else "[red]FAIL[/red]",
+            tests,
             f"{r.median * 1000:.1f} ms" if r.median is not None else "-",
             f"{r.speedup:.2f}x" if r.speedup is not None else "-",
             "[green]yes[/green]" if r.kept else "no",
-            r.reason,
+            escape(r.reason),
         )
     console.print(levels)
     packages = Table(title=f"packages ({report.layout} layout)")
@@ -156,15 +161,28 @@ def print_report(report: BuildReport, console: Console) -> None:
             f"{'redistributable' if lic.redistributable else 'NOT redistributable (local build)'}"
             f": {'; '.join(lic.area_reasons + lic.redistributable_reasons)}"
         )
+    if len(report.shipped_levels) > 1:
+        for lib in report.libraries:
+            if lib.how == "alternative" and lib.alternative is not None:
+                console.print(
+                    f"{lib.soname} ({lib.package}): variants are slave links of the "
+                    f"{lib.alternative.group} alternative, used only while this provider is "
+                    "selected"
+                )
+            elif not lib.ships_variants:
+                console.print(f"[yellow]{lib.path}: no variant shipped: {escape(lib.why)}[/yellow]")
     ok = sum(c.ok for c in report.loader_checks)
-    console.print(f"loader checks: {ok}/{len(report.loader_checks)} picked the expected file")
+    console.print(
+        f"loader checks on the installed system: {ok}/{len(report.loader_checks)} picked "
+        "the expected file"
+    )
     for attempt in report.network_attempts:
         console.print(
             f"[yellow]network: the {attempt['level']} build tried {attempt['kind']} "
             f"{attempt['url'] or attempt['host']} (refused)[/yellow]"
         )
     for note in [*report.loader_notes, *report.notes]:
-        console.print(f"note: {note}")
+        console.print(f"note: {escape(note)}")
     if report.lintian is not None and report.lintian.ran:
         console.print(
             f"lintian: {len(report.lintian.errors)} errors, {len(report.lintian.warnings)} warnings"

@@ -175,20 +175,18 @@ def run_sanity(
     cleanroom.unpack_chroot(cleanroom.ensure_chroot(), root)
     tests = work / "tests"
     script = write_test(tests, dataset, seconds, min_accuracy)
-    # each package is bound in read-only where apt reads it (no copy of a 100 MB .deb)
-    binds = [("--ro-bind", str(d.resolve()), f"/debs/{d.name}") for d in debs]
-    binds.append(("--ro-bind", str(tests), "/deepdeb-tests"))
     start = time.monotonic()
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
-    install += [f"/debs/{d.name}" for d in debs] + [DATASET_PACKAGE[dataset]]
-    proc = cleanroom.in_root(root, install, binds=binds, check=False)
+    proc = cleanroom.install_packages(root, debs, [DATASET_PACKAGE[dataset]])
     if proc.returncode != 0:
         raise SanityError(f"installing into the clean root failed:\n{proc.stdout[-1500:]}"
                           f"{proc.stderr[-1500:]}")  # fmt: skip
     installed = time.monotonic() - start
     results = work / "results"
     results.mkdir()
-    binds.append(("--bind", str(results), "/deepdeb-results"))
+    binds = [
+        ("--ro-bind", str(tests), "/deepdeb-tests"),
+        ("--bind", str(results), "/deepdeb-results"),
+    ]
     env = {"SANITY_RESULT": "/deepdeb-results/result.json", "OMP_NUM_THREADS": "2"}
     start = time.monotonic()
     proc = cleanroom.in_root(
