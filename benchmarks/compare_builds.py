@@ -78,6 +78,9 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(stderr=True)
     recipe = load_recipe(args.recipe)
+    if recipe.benchmark is None:
+        parser.error(f"{args.recipe} has no [benchmark]: nothing to compare")
+    benchmark = recipe.benchmark
     with tempfile.TemporaryDirectory(prefix="deepdeb-compare-") as tmp:
         work = Path(tmp)
         report = run_build(recipe, work / "out", console=console, keep_work=True, lintian=False)
@@ -104,7 +107,7 @@ def main() -> None:
             else:
                 console.print(f"[yellow]native build left out: {native_status}[/yellow]")
             console.print("benchmarking stock, baseline, assembled and native side by side ...")
-            bench = replace(recipe.benchmark, repeat=args.repeat)
+            bench = replace(benchmark, repeat=args.repeat)
             times = run_benchmarks(bench, runtimes, recipe.directory, work / "bench-tmp")
         finally:
             shutil.rmtree(report.work_dir, ignore_errors=True)
@@ -118,7 +121,7 @@ def main() -> None:
             "machine": platform.machine(),
             "cores": os.cpu_count(),
         },
-        "benchmark": recipe.benchmark.command,
+        "benchmark": benchmark.command,
         "repeat": args.repeat,
         "shipped_levels": report.shipped_levels,
         "native_build": native_status,
@@ -127,7 +130,7 @@ def main() -> None:
         "speedup_vs_stock": {name: medians["stock"] / m for name, m in medians.items()},
     }
     atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
-    table = Table(title=f"{result['source']}: {recipe.benchmark.command}")
+    table = Table(title=f"{result['source']}: {benchmark.command}")
     for col in ("build", "median", "vs stock"):
         table.add_column(col, justify="left" if col == "build" else "right")
     for name in medians:

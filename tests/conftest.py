@@ -1,19 +1,25 @@
-"""Shared helpers: fixture paths, a build runner and a scratch dpkg root."""
+"""Shared helpers: fixture paths, a build runner and an installed bookworm root."""
 
 from __future__ import annotations
 
-import shutil
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from deepdeb import cleanroom
+from deepdeb.isa import BASELINE, LEVELS, LOADER, host_cpu, rank
 from deepdeb.pipeline import run_build
 from deepdeb.recipe import load_recipe, with_levels
 from deepdeb.report import BuildReport
+from deepdeb.verify import hwcaps_mask_option, resolve_in_root
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# The tests' downloads and chroots (deepdeb's and pip's caches) stay in the checkout's
+# .cache/, kept between runs and never in the invoking user's home.
+os.environ["XDG_CACHE_HOME"] = str(Path(__file__).resolve().parent.parent / ".cache")
 
 
 def build(
@@ -58,32 +64,50 @@ def contents(deb: Path) -> list[str]:
     return [line.split()[5].lstrip(".") for line in out.stdout.splitlines()]
 
 
-def dpkg_install(debs: list[Path], root: Path) -> subprocess.CompletedProcess[str]:
-    """``dpkg -i`` into a scratch root whose database starts as a copy of this system's.
+def installed_root(debs: list[Path], root: Path) -> Path:
+    """A fresh bookworm root (from the clean-room chroot tarball) with ``debs`` installed
+    by apt: dependencies from the archive, maintainer scripts and triggers run by dpkg."""
+    cleanroom.unpack_chroot(cleanroom.runtime_chroot(), root)
+    proc = cleanroom.install_packages(root, [d for d in debs if "-dbgsym_" not in d.name])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root
 
-    Dependencies are checked for real against the packages installed here, files land in
-    the scratch root only.
-    """
-    admin = root / "var/lib/dpkg"
-    for sub in ("info", "updates", "triggers"):
-        (admin / sub).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile("/var/lib/dpkg/status", admin / "status")
-    (admin / "available").touch()
-    return subprocess.run(
-        [
-            "dpkg",
-            f"--root={root}",
-            "--force-script-chrootless",
-            "--no-triggers",
-            "-i",
-            *map(str, debs),
-        ],
-        capture_output=True,
-        text=True,
-    )
+
+def in_root(root: Path, *command: str, env: dict[str, str] | None = None) -> str:
+    """Run a command inside an installed root, without network; returns its stdout."""
+    proc = cleanroom.in_root(root, command, env=env or {}, check=False, network=False)
+    assert proc.returncode == 0, f"{command}: {proc.stderr}"
+    return proc.stdout
+
+
+def host_levels() -> list[str]:
+    """The levels this host can run (the baseline first)."""
+    return [lv for lv in LEVELS if host_cpu().supports(lv)]
+
+
+def expected_level(kept: list[str], cpu_level: str) -> str:
+    """The variant the loader must pick on a CPU at ``cpu_level``: the highest kept level
+    at or below it (the baseline if none)."""
+    fitting = [lv for lv in kept if rank(lv) <= rank(cpu_level)]
+    return max(fitting, key=rank) if fitting else BASELINE
+
+
+def listed(root: Path, program: str, library: str, level: str) -> str:
+    """The file ``ld.so --list`` resolves ``library`` to for ``program`` inside ``root``
+    with the CPU masked to ``level``, symlinks followed inside the root."""
+    out = in_root(root, LOADER, "--glibc-hwcaps-mask", hwcaps_mask_option(level), "--list", program)
+    line = next(li for li in out.splitlines() if li.strip().startswith(library))
+    return resolve_in_root(root, line.split("=>")[1].split("(")[0].strip())
 
 
 @pytest.fixture(scope="session")
 def vecmath_fat(tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
     """The gaining fixture, built once in the fat layout (kept work dir for comparisons)."""
     return build("vecmath.toml", tmp_path_factory.mktemp("vecmath-fat"), keep_work=True)
+
+
+@pytest.fixture(scope="session")
+def quick_build(tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
+    """The gaining fixture at x86-64-v2 only (every host runs it): the fast suite's whole
+    pipeline, from build to the loader's checks on an installed root."""
+    return build("vecmath.toml", tmp_path_factory.mktemp("vecmath-v2"), levels=["x86-64-v2"])

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from conftest import FIXTURES, build
@@ -164,15 +165,16 @@ def test_copyright_draft_parses_back(tmp_path: Path) -> None:
     result = audit_target(AUDIT / "toxic.toml", tmp_path / "w")
     text = copyright_file(result.verdict, result.upstream_name, "https://example.org/tinynet")
     parsed = Copyright(text.splitlines(True), strict=True)
-    assert parsed.header.upstream_name == "modelsrc"
-    assert "ToxicCandy model under Debian's ML-Policy" in parsed.header.disclaimer
+    header: Any = parsed.header  # python-debian's fields are untyped descriptors
+    assert header.upstream_name == "modelsrc"
+    assert "ToxicCandy model under Debian's ML-Policy" in header.disclaimer
     listed = {f for p in parsed.all_files_paragraphs() for f in p.files}
     assert listed == {f.path for f in result.verdict.files}
-    licences = {p.license.synopsis for p in parsed.all_license_paragraphs()}
+    licences = {cast(Any, p.license).synopsis for p in parsed.all_license_paragraphs()}
     assert licences == {"Expat"}
     excluded = audit_target(AUDIT / "confidential", tmp_path / "c")
     parsed = Copyright(copyright_file(excluded.verdict, "c", "x").splitlines(True), strict=True)
-    assert parsed.header.files_excluded == ("secret.c",)
+    assert cast(Any, parsed.header).files_excluded == ("secret.c",)
 
 
 def test_cli_json_and_copyright(tmp_path: Path) -> None:

@@ -98,6 +98,7 @@ def test_failure_diagnosis_names_what_the_build_looked_for() -> None:
     assert cleanroom.host_providers("header", "zlib.h") == ("zlib1g-dev",)
 
 
+@pytest.mark.slow
 def test_undeclared_build_dependency_fails_in_the_clean_room(tmp_path: Path) -> None:
     """zcheck uses zlib without declaring zlib1g-dev: fine on this host, not in a clean room."""
     host = build("zcheck.toml", tmp_path / "host")  # the host has zlib1g-dev installed
@@ -110,6 +111,7 @@ def test_undeclared_build_dependency_fails_in_the_clean_room(tmp_path: Path) -> 
     assert not (tmp_path / "clean" / "report.json").exists()
 
 
+@pytest.mark.slow
 def test_clean_room_builds_are_reproducible_and_labelled(tmp_path: Path) -> None:
     """Two clean-room builds of one recipe: the same .debs, byte for byte, and the same
     build record, which names the chroot and the toolchain that was installed in it."""
@@ -137,6 +139,7 @@ def test_clean_room_builds_are_reproducible_and_labelled(tmp_path: Path) -> None
     assert control(lib)["Version"] == "1.0-1+hwcaps1"
 
 
+@pytest.mark.slow
 def test_build_paths_do_not_leak_into_the_packages(tmp_path: Path) -> None:
     """The work directory's random name must not appear in any shipped file."""
     report = build("vecmath.toml", tmp_path / "out", levels=["x86-64-v3"], keep_work=True)
@@ -147,3 +150,12 @@ def test_build_paths_do_not_leak_into_the_packages(tmp_path: Path) -> None:
             ["dpkg-deb", "--fsys-tarfile", package.file], check=True, capture_output=True
         ).stdout
         assert needle not in data, package.file.name
+
+
+def test_runtime_roots_index_binary_packages_only() -> None:
+    deb822 = "Types: deb deb-src\nURIs: http://a\n\nTypes: deb-src\nURIs: http://b\n"
+    assert cleanroom.binary_only(deb822) == "Types: deb\nURIs: http://a\n"
+    one_line = "deb http://a bookworm main\ndeb-src http://a bookworm main\n"
+    assert cleanroom.binary_only(one_line) == "deb http://a bookworm main\n"
+    assert cleanroom.runtime_spec().variant == "apt"
+    assert cleanroom.runtime_spec().key() != cleanroom.default_spec().key()

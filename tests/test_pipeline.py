@@ -10,7 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, build, contents, control, dpkg_install, vecmath_recipe
+from conftest import (
+    FIXTURES,
+    build,
+    contents,
+    control,
+    expected_level,
+    host_levels,
+    in_root,
+    installed_root,
+    listed,
+    vecmath_recipe,
+)
 
 from deepdeb.assemble import debug_file
 from deepdeb.elf import read_elf
@@ -21,7 +32,7 @@ from deepdeb.errors import (
     MissingBuildDepsError,
     SourceError,
 )
-from deepdeb.isa import LOADER, host_cpu
+from deepdeb.isa import LEVELS, host_cpu, level_features
 from deepdeb.report import BuildReport
 from deepdeb.util import sha256_file
 
@@ -48,11 +59,16 @@ def test_gaining_fixture_keeps_v3_and_reports_measurements(vecmath_fat: BuildRep
     assert levels["x86-64"]["speedup"] == 1.0 and levels["x86-64"]["kept"]
     v3 = levels["x86-64-v3"]
     assert v3["kept"] and v3["speedup"] >= 1.05 and len(v3["times_s"]) == 5
-    # Every verdict follows from the measured medians (no level kept on faith).
+    # Every verdict follows from the measured medians (no level kept on faith); a level
+    # this CPU cannot run is not built by default, and says why.
     base = levels["x86-64"]["median_s"]
     best_below = 1.0
     for name in ("x86-64-v2", "x86-64-v3", "x86-64-v4"):
         lv = levels[name]
+        if not host_cpu().supports(name):
+            assert not lv["built"] and not lv["kept"] and lv["speedup"] is None
+            assert lv["reason"].startswith("not built: ") and host_cpu().level in lv["reason"]
+            continue
         assert lv["speedup"] == pytest.approx(base / lv["median_s"])
         assert lv["kept"] == (lv["speedup"] >= 1.05 and lv["speedup"] / best_below >= 1.05)
         if lv["kept"]:
@@ -138,60 +154,35 @@ def test_no_isa_marker_outside_hwcaps(vecmath_fat: BuildReport, tmp_path: Path) 
 def test_dpkg_installs_fat_packages_and_loader_picks_levels(
     vecmath_fat: BuildReport, tmp_path: Path
 ) -> None:
-    root = tmp_path / "root"
-    debs = [p.file for p in vecmath_fat.packages]
-    proc = dpkg_install(debs, root)
-    assert proc.returncode == 0, proc.stderr
-    status = subprocess.run(
-        ["dpkg", f"--root={root}", "-s", "libvecmath1"], capture_output=True, text=True
-    ).stdout
-    assert "Status: install ok installed" in status and "1.0-1+hwcaps1" in status
-    # The installed benchmark program runs, and ld.so resolves the library per level.
-    bench = root / "usr/bin/vecmath-bench"
-    libdir = root / LIBDIR.lstrip("/")
-    env = dict(os.environ, LD_LIBRARY_PATH=str(libdir))
-    assert subprocess.run([bench, "10"], env=env, capture_output=True).returncode == 0
+    """Installed by apt in a fresh bookworm root (maintainer scripts and triggers run), the
+    program loads the variant of each level, found by the loader on its own."""
+    root = installed_root([p.file for p in vecmath_fat.packages], tmp_path / "root")
+    status = in_root(root, "dpkg-query", "-W", "libvecmath1")
+    assert status.strip() == "libvecmath1:amd64\t1.0-1+hwcaps1"
+    assert in_root(root, "vecmath-bench", "10") is not None  # the installed program runs
     kept = [lv for lv in vecmath_fat.shipped_levels if lv != "x86-64"]
-    for mask_level, want in [("none", "x86-64"), *((lv, lv) for lv in kept)]:
-        mask = (
-            ":".join(k for k in kept if int(k[-1]) <= int(want[-1])) if want != "x86-64" else "none"
-        )
-        listing = subprocess.run(
-            [
-                LOADER,
-                "--glibc-hwcaps-mask",
-                mask or "none",
-                "--library-path",
-                libdir,
-                "--list",
-                bench,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        line = next(li for li in listing.splitlines() if "libvecmath" in li)
+    for level in host_levels():
+        want = expected_level(kept, level)
+        got = listed(root, "/usr/bin/vecmath-bench", "libvecmath.so.1", level)
         if want == "x86-64":
-            assert "glibc-hwcaps" not in line, (mask_level, line)
+            assert got == f"{LIBDIR}/libvecmath.so.1.0.0", level
         else:
-            assert f"glibc-hwcaps/{want}/libvecmath.so.1" in line, (mask_level, line)
+            assert got == f"{LIBDIR}/glibc-hwcaps/{want}/libvecmath.so.1.0.0", level
 
 
 def test_loader_checks_in_report(vecmath_fat: BuildReport) -> None:
     checks = vecmath_fat.loader_checks
     assert checks and all(c.ok for c in checks)
     assert {c.method for c in checks} == {"tunables", "ld.so-mask"}
-    host = host_cpu()
-    for level in vecmath_fat.shipped_levels:
-        if host.supports(level):
-            assert any(c.level == level for c in checks)
-    top = max(
-        (lv for lv in vecmath_fat.shipped_levels if host.supports(lv)),
-        key=lambda lv: int(lv[-1]) if lv != "x86-64" else 1,
-    )
-    picked = [c.loaded for c in checks if c.level == top]
-    suffix = "" if top == "x86-64" else f"glibc-hwcaps/{top}/"
-    assert all(p == f"{LIBDIR}/{suffix}libvecmath.so.1.0.0" for p in picked)
+    assert {c.level for c in checks} == set(host_levels())
+    kept = [lv for lv in vecmath_fat.shipped_levels if lv != "x86-64"]
+    for check in checks:
+        want = expected_level(kept, check.level)
+        suffix = "" if want == "x86-64" else f"glibc-hwcaps/{want}/"
+        assert check.loaded == f"{LIBDIR}/{suffix}libvecmath.so.1.0.0"
+    for level in LEVELS:
+        if not host_cpu().supports(level):
+            assert any(n.startswith(f"{level}: not checked") for n in vecmath_fat.loader_notes)
 
 
 # --- split layout -------------------------------------------------------------------------
@@ -226,10 +217,20 @@ def test_split_layout(tmp_path: Path) -> None:
             f"{LIBDIR}/glibc-hwcaps/x86-64-v3/libvecmath.so.1.0.0",
             "/usr/share/doc/libvecmath1-x86-64-v3",
         ]
-        proc = dpkg_install([p.file for p in report.packages], tmp_path / "root")
-        assert proc.returncode == 0, proc.stderr
-        lone = dpkg_install([v3], tmp_path / "root2")  # the add-on needs its base package
-        assert lone.returncode != 0 and "libvecmath1" in lone.stderr
+        root = installed_root([p.file for p in report.packages], tmp_path / "root")
+        if host_cpu().supports("x86-64-v3"):
+            got = listed(root, "/usr/bin/vecmath-bench", "libvecmath.so.1", "x86-64-v3")
+            assert got == f"{LIBDIR}/glibc-hwcaps/x86-64-v3/libvecmath.so.1.0.0"
+        empty = tmp_path / "empty"  # a dpkg database with nothing installed
+        for sub in ("info", "updates", "triggers"):
+            (empty / "var/lib/dpkg" / sub).mkdir(parents=True)
+        (empty / "var/lib/dpkg/status").touch()
+        lone = subprocess.run(  # the add-on needs its base package
+            ["dpkg", f"--root={empty}", "--force-script-chrootless", "-i", v3],
+            capture_output=True,
+            text=True,
+        )
+        assert lone.returncode != 0 and "depends on libvecmath1 (= 1.0-1)" in lone.stderr
     finally:
         shutil.rmtree(report.work_dir)
 
@@ -243,7 +244,10 @@ def test_non_gaining_package_is_shipped_unchanged(tmp_path: Path) -> None:
     try:
         assert report.shipped_levels == ["x86-64"]
         for level in report.levels[1:]:
-            assert not level.kept and level.speedup is not None and level.speedup < 1.05
+            assert not level.kept
+            if not host_cpu().supports(level.level):
+                continue
+            assert level.speedup is not None and level.speedup < 1.05
             assert "below min_speedup" in level.reason or "over the level below" in level.reason
         stock_dir = report.work_dir / "builds" / "x86-64"
         assert report.packages and all(p.stock for p in report.packages)
@@ -261,12 +265,12 @@ def test_level_that_fails_to_build(tmp_path: Path) -> None:
     out.mkdir()
     (out / "report.json").write_text('{"packages": []}')  # an earlier run's result
     with pytest.raises(BuildError) as info:
-        build("noavx512.toml", out)
+        build("nosse42.toml", out)
     message = str(info.value)
-    assert message.startswith("level x86-64-v4 failed to build; full log: ")
-    assert "does not support AVX-512 builds" in message  # the log's tail is shown
+    assert message.startswith("level x86-64-v2 failed to build; full log: ")
+    assert "does not support SSE4.2 builds" in message  # the log's tail is shown
     log = Path(message.split("full log: ")[1].split("\n")[0])
-    assert log.is_file() and "x86-64-v4" in str(log)
+    assert log.is_file() and "x86-64-v2" in str(log)
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]  # untouched
     assert (out / "report.json").read_text() == '{"packages": []}'
 
@@ -294,7 +298,8 @@ def test_missing_build_dependency(tmp_path: Path) -> None:
     ctl = tree / "debian/control"
     ctl.write_text(
         ctl.read_text().replace(
-            "debhelper-compat (= 13)", "debhelper-compat (= 13), libdeepdeb-no-such-dev (>= 3)"
+            "debhelper-compat (= 13)",
+            "debhelper-compat (= 13), libdeepdeb-no-such-dev (>= 3), deepdeb-no-such-tool",
         )
     )
     recipe = tmp_path / "r.toml"
@@ -302,7 +307,8 @@ def test_missing_build_dependency(tmp_path: Path) -> None:
     with pytest.raises(MissingBuildDepsError) as info:
         build(recipe, tmp_path / "out")
     assert "libdeepdeb-no-such-dev (>= 3)" in str(info.value)
-    assert "apt-get install libdeepdeb-no-such-dev" in str(info.value)
+    # dpkg-checkbuilddeps separates them with spaces: both are offered, without versions
+    assert "apt-get install libdeepdeb-no-such-dev deepdeb-no-such-tool)" in str(info.value)
 
 
 def test_failing_benchmark_names_the_level(tmp_path: Path) -> None:
@@ -313,31 +319,77 @@ def test_failing_benchmark_names_the_level(tmp_path: Path) -> None:
         build(recipe, tmp_path / "out", levels=["x86-64-v3"])
 
 
-def test_level_above_the_cpu_is_not_measured(tmp_path: Path) -> None:
-    """A v3 CPU, simulated by masking AVX-512: v4 is built but neither measured nor shipped."""
-    env = dict(os.environ, GLIBC_TUNABLES="glibc.cpu.hwcaps=-AVX512F")
+def test_levels_above_the_host_are_not_built_unless_named(tmp_path: Path) -> None:
+    """On a host treated as x86-64-v2 (any CPU can be), v3 and v4 are not built and the
+    report says why; named with --levels, v3 is built but neither measured nor shipped."""
+    env = dict(os.environ, DEEPDEB_HOST_LEVEL="x86-64-v2")
+    cmd: list[str | Path] = [
+        *DEEPDEB,
+        "build",
+        FIXTURES / "vecmath.toml",
+        "--out",
+        tmp_path / "out",
+    ]
+    proc = subprocess.run([*cmd, "--no-lintian"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "out/report.json").read_text())
+    assert data["host"]["level"] == "x86-64-v2"
+    assert data["host"]["capped_by"] == "DEEPDEB_HOST_LEVEL"
+    levels = {lv["level"]: lv for lv in data["levels"]}
+    for name in ("x86-64-v3", "x86-64-v4"):
+        assert not levels[name]["built"] and not levels[name]["kept"]
+        assert levels[name]["reason"].startswith("not built: ")
+        assert "--levels" in levels[name]["reason"]
+    assert all("build_seconds" not in levels[n] for n in ("x86-64-v3", "x86-64-v4"))
+    assert levels["x86-64-v2"]["kept"] and data["shipped_levels"] == ["x86-64", "x86-64-v2"]
+    assert "not built: " in proc.stdout  # the table says it too
+
+    named: list[str | Path] = [*cmd, "--levels", "x86-64-v2,x86-64-v3", "--no-lintian"]
+    proc = subprocess.run(named, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "out/report.json").read_text())
+    v3 = data["levels"][2]
+    assert v3["level"] == "x86-64-v3" and "build_seconds" in v3  # built this time
+    assert not v3["measured"] and not v3["kept"] and v3["speedup"] is None
+    assert "DEEPDEB_HOST_LEVEL" in v3["reason"]
+    assert data["shipped_levels"] == ["x86-64", "x86-64-v2"]
+
+
+def test_a_level_whose_configure_dies_of_sigill_is_reported_not_fatal(tmp_path: Path) -> None:
+    """configure runs a program built for v4 and it dies of an illegal instruction, as on a
+    CPU without AVX-512: named explicitly above the host, the level is reported, v3 ships."""
+    env = dict(os.environ, DEEPDEB_HOST_LEVEL="x86-64-v3")
+    cmd: list[str | Path] = [*DEEPDEB, "build", FIXTURES / "sigill.toml", "--out", tmp_path / "out"]
     proc = subprocess.run(
-        [
-            *DEEPDEB,
-            "build",
-            FIXTURES / "vecmath.toml",
-            "--out",
-            tmp_path / "out",
-            "--levels",
-            "x86-64-v3,x86-64-v4",
-            "--no-lintian",
-        ],
+        [*cmd, "--no-lintian", "--levels", "x86-64-v3,x86-64-v4"],
         env=env,
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "out/report.json").read_text())
-    assert data["host"]["level"] == "x86-64-v3"
     v4 = data["levels"][2]
-    assert v4["level"] == "x86-64-v4" and not v4["measured"] and not v4["kept"]
-    assert "cannot run here" in v4["reason"]
-    assert data["levels"][1]["kept"]  # v3 still wins
+    assert v4["level"] == "x86-64-v4" and not v4["built"] and not v4["kept"]
+    assert v4["reason"].startswith("the build died of an illegal instruction (SIGILL)")
+    assert "cannot run C compiled programs" in v4["reason"] and "not fatal" in v4["reason"]
+    assert data["shipped_levels"] == ["x86-64", "x86-64-v3"]
+    assert (tmp_path / "out/logs/x86-64-v4.log").is_file()
+
+
+def test_tests_dying_of_sigill_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same program run by the test suite (configure skipped by a build profile): the
+    level is dropped because its tests died of SIGILL, and the report says so."""
+    monkeypatch.setenv("DEB_BUILD_PROFILES", "trap-in-tests")
+    monkeypatch.setenv("DEEPDEB_HOST_LEVEL", "x86-64-v3")
+    host_cpu.cache_clear()
+    try:
+        report = build("sigill.toml", tmp_path / "out", levels=["x86-64-v3", "x86-64-v4"])
+    finally:
+        host_cpu.cache_clear()
+    v4 = report.levels[2]
+    assert v4.built and not v4.tests_passed and not v4.kept
+    assert v4.reason.startswith("the package's tests died of an illegal instruction (SIGILL)")
+    assert "Illegal instruction" in report.build["x86-64-v4"]["tests_log_tail"]
 
 
 def test_debian_source_errors(tmp_path: Path) -> None:
@@ -365,13 +417,36 @@ def test_debian_source_errors(tmp_path: Path) -> None:
     assert "apt has no deb-src entries" in proc.stderr
 
 
-def test_cli_cpu() -> None:
+def _cpuinfo_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_cli_cpu_reports_what_this_cpu_has() -> None:
     proc = subprocess.run([*DEEPDEB, "cpu", "--json"], capture_output=True, text=True, check=True)
     data = json.loads(proc.stdout)
     assert data["level"] == host_cpu().level
-    table = subprocess.run([*DEEPDEB, "cpu"], capture_output=True, text=True, check=True)
+    flags = _cpuinfo_flags()
+    # the features are the CPU's own (archspec reads them from /proc/cpuinfo)
+    assert ("avx512f" in data["features"]) == ("avx512f" in flags)
+    assert ("avx2" in data["features"]) == ("avx2" in flags)
+    table = subprocess.run(
+        [*DEEPDEB, "cpu"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, COLUMNS="250"),
+    )
     assert f"x86-64 level:      {host_cpu().level}" in table.stdout
-    assert "avx512f" in table.stdout.lower() or host_cpu().level != "x86-64-v4"
+    for level in LEVELS[1:]:
+        row = next(li for li in table.stdout.splitlines() if li.startswith(f"│ {level} "))
+        cells = [c.strip() for c in row.strip("│").split("│")]
+        assert (cells[1] == "yes") == host_cpu().supports(level), row
+        assert cells[2].split() == list(level_features(level))
+        missing = [f for f in level_features(level) if f not in flags]
+        assert cells[3] == (" ".join(missing) or "-"), row  # what this CPU really lacks
 
 
 def test_cli_reports_recipe_errors(tmp_path: Path) -> None:

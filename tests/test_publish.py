@@ -9,12 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import expected_level
 from debian.deb822 import Deb822
 
 from deepdeb import cleanroom, publish
 from deepdeb.cli import main
 from deepdeb.errors import DeepdebError
-from deepdeb.isa import tunables_mask
+from deepdeb.isa import host_cpu, tunables_mask
 from deepdeb.report import BuildReport
 from deepdeb.util import sha256_file
 
@@ -31,11 +32,11 @@ def _gpgv(repo: Path, *files: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_publish_makes_a_signed_repository_and_repeats_idempotently(
-    vecmath_fat: BuildReport, tmp_path: Path
+    quick_build: BuildReport, tmp_path: Path
 ) -> None:
     repo = tmp_path / "repo"
-    result = publish.publish([_out(vecmath_fat)], repo)
-    assert sorted(result.added) == sorted(p.file.name for p in vecmath_fat.packages)
+    result = publish.publish([_out(quick_build)], repo)
+    assert sorted(result.added) == sorted(p.file.name for p in quick_build.packages)
     assert not result.private and len(result.fingerprint) == 40
     dists = repo / "dists" / publish.SUITE
     assert _gpgv(repo, dists / "InRelease").returncode == 0
@@ -50,7 +51,7 @@ def test_publish_makes_a_signed_repository_and_repeats_idempotently(
     assert (repo / "conf" / "gnupg").stat().st_mode & 0o077 == 0
     assert (repo / "deepdeb-archive-keyring.asc").read_text().startswith("-----BEGIN PGP")
     before = (dists / "InRelease").read_bytes()
-    again = publish.publish([_out(vecmath_fat)], repo)
+    again = publish.publish([_out(quick_build)], repo)
     assert again.added == [] and sorted(again.unchanged) == sorted(result.added)
     assert (dists / "InRelease").read_bytes() == before
     lintian = subprocess.run(
@@ -80,12 +81,12 @@ def _rebuilt_copy(out: Path, dest: Path, package: str) -> Path:
 
 
 def test_a_different_file_under_a_published_version_is_refused(
-    vecmath_fat: BuildReport, tmp_path: Path
+    quick_build: BuildReport, tmp_path: Path
 ) -> None:
     repo = tmp_path / "repo"
-    publish.publish([_out(vecmath_fat)], repo)
+    publish.publish([_out(quick_build)], repo)
     index = (repo / "dists/bookworm/main/binary-amd64/Packages").read_text()
-    other = _rebuilt_copy(_out(vecmath_fat), tmp_path / "rebuilt", "vecmath-bench")
+    other = _rebuilt_copy(_out(quick_build), tmp_path / "rebuilt", "vecmath-bench")
     with pytest.raises(publish.PublishError, match=r"different file under the same name") as e:
         publish.publish([other], repo)
     assert "vecmath-bench_1.0-1+hwcaps1_amd64.deb" in str(e.value)
@@ -93,11 +94,11 @@ def test_a_different_file_under_a_published_version_is_refused(
 
 
 def test_a_package_changed_since_its_build_is_refused(
-    vecmath_fat: BuildReport, tmp_path: Path
+    quick_build: BuildReport, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    shutil.copytree(_out(vecmath_fat), out)
-    with open(out / vecmath_fat.packages[0].file.name, "ab") as f:
+    shutil.copytree(_out(quick_build), out)
+    with open(out / quick_build.packages[0].file.name, "ab") as f:
         f.write(b"\0")
     with pytest.raises(publish.PublishError, match="SHA-256 differs"):
         publish.publish([out], tmp_path / "repo")
@@ -106,15 +107,15 @@ def test_a_package_changed_since_its_build_is_refused(
 
 @pytest.fixture(scope="module")
 def local_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """vecmath with a confidential file added: a local-only build."""
+    """vecmath with a confidential file added: a local-only (stock) build."""
     from conftest import FIXTURES, build
 
     tmp = tmp_path_factory.mktemp("local-only")
     tree = tmp / "vecmath-1.0"
     shutil.copytree(FIXTURES / "vecmath-1.0", tree)
     (tree / "vendor.c").write_text("/* Confidential and proprietary. */\nint v;\n")
-    (tmp / "r.toml").write_text((FIXTURES / "vecmath.toml").read_text())
-    build(tmp / "r.toml", tmp / "out", levels=["x86-64-v3"])
+    (tmp / "r.toml").write_text('[source]\npath = "vecmath-1.0"\n')  # a stock build
+    build(tmp / "r.toml", tmp / "out")
     return tmp / "out"
 
 
@@ -124,7 +125,7 @@ def test_not_redistributable_is_refused_unless_the_repository_is_private(
     public = tmp_path / "public"
     with pytest.raises(publish.PublishError) as e:
         publish.publish([local_only], public)
-    assert "libvecmath1 1.0-1+hwcaps1+local1: not redistributable: " in str(e.value)
+    assert "libvecmath1 1.0-1+local1: not redistributable: " in str(e.value)
     assert "vendor.c" in str(e.value)
     assert not public.exists()
     private = tmp_path / "private"
@@ -132,14 +133,14 @@ def test_not_redistributable_is_refused_unless_the_repository_is_private(
     assert result.private and result.added
     release = Deb822((private / "dists/bookworm/Release").read_text())
     assert release["Label"] == "deepdeb-private" and "never serve" in release["Description"]
-    assert list((private / "pool" / "local").rglob("libvecmath1_1.0-1+hwcaps1+local1_amd64.deb"))
+    assert list((private / "pool" / "local").rglob("libvecmath1_1.0-1+local1_amd64.deb"))
 
 
 def test_a_public_repository_does_not_become_private(
-    vecmath_fat: BuildReport, local_only: Path, tmp_path: Path
+    quick_build: BuildReport, local_only: Path, tmp_path: Path
 ) -> None:
     repo = tmp_path / "repo"
-    publish.publish([_out(vecmath_fat)], repo)
+    publish.publish([_out(quick_build)], repo)
     with pytest.raises(publish.PublishError, match="is a public repository"):
         publish.publish([local_only], repo, local=True)
 
@@ -165,11 +166,12 @@ def test_apt_installs_the_hwcaps_build_in_a_fresh_chroot(
     vecmath_fat: BuildReport, tmp_path: Path
 ) -> None:
     """The user's side: a fresh bookworm chroot trusts the repository's key, apt installs
-    the package, and the loader picks v4 here and the lower variant when masked."""
+    the package, and the loader picks the highest variant this CPU runs, and the lower
+    ones when masked."""
     repo = tmp_path / "repo"
     publish.publish([_out(vecmath_fat)], repo)
     root = tmp_path / "root"
-    cleanroom.unpack_chroot(cleanroom.ensure_chroot(), root)
+    cleanroom.unpack_chroot(cleanroom.runtime_chroot(), root)
     keyrings = root / "etc/apt/keyrings"
     keyrings.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(repo / publish.KEYRING, keyrings / "deepdeb.gpg")
@@ -189,15 +191,18 @@ def test_apt_installs_the_hwcaps_build_in_a_fresh_chroot(
     cleanroom.in_root(root, ["apt-get", "install", "-y", "vecmath-bench"], binds=binds)
     status = cleanroom.in_root(root, ["dpkg-query", "-W", "libvecmath1", "vecmath-bench"])
     assert "libvecmath1:amd64\t1.0-1+hwcaps1" in status.stdout
-    assert _loaded_variant(root, {}) == "x86-64-v4"
+    kept = [lv for lv in vecmath_fat.shipped_levels if lv != "x86-64"]
+    assert _loaded_variant(root, {}) == expected_level(kept, host_cpu().level)
     for level in ("x86-64-v3", "x86-64-v2"):
-        assert _loaded_variant(root, {"GLIBC_TUNABLES": tunables_mask(level)}) == level
+        if host_cpu().supports(level):
+            masked = {"GLIBC_TUNABLES": tunables_mask(level)}
+            assert _loaded_variant(root, masked) == expected_level(kept, level)
     base = _loaded_variant(root, {"GLIBC_TUNABLES": tunables_mask("x86-64")})
     assert base == "baseline /lib/x86_64-linux-gnu/libvecmath.so.1"
 
 
 def test_a_failed_first_publish_leaves_no_half_made_repository(
-    vecmath_fat: BuildReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    quick_build: BuildReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import os
 
@@ -209,7 +214,7 @@ def test_a_failed_first_publish_leaves_no_half_made_repository(
     with monkeypatch.context() as m:
         m.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
         with pytest.raises(DeepdebError, match="out of entropy"):
-            publish.publish([_out(vecmath_fat)], repo)
+            publish.publish([_out(quick_build)], repo)
     assert not (repo / "conf").exists() and not (repo / ".new").exists()
-    result = publish.publish([_out(vecmath_fat)], repo)  # the real gpg: works now
+    result = publish.publish([_out(quick_build)], repo)  # the real gpg: works now
     assert len(result.fingerprint) == 40

@@ -32,6 +32,7 @@ def test_good_recipe(tmp_path: Path) -> None:
     assert recipe.isa.levels == ("x86-64-v2", "x86-64-v4")  # sorted by level
     assert recipe.isa.min_speedup == 1.1
     assert recipe.isa.profile == "-O3"
+    assert recipe.benchmark is not None
     assert recipe.benchmark.command == "foo-bench 10"
     assert recipe.benchmark.repeat == 3
     assert recipe.version_suffix == "+hwcaps1"
@@ -77,10 +78,41 @@ def test_bad_recipes_name_file_line_and_problem(
     assert needle in message
 
 
-def test_missing_table(tmp_path: Path) -> None:
+def test_isa_without_benchmark_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.split("[benchmark]")[0])
-    with pytest.raises(RecipeError, match=r"missing table \[benchmark\]"):
+    with pytest.raises(RecipeError) as info:
         load_recipe(path)
+    assert str(info.value).startswith(f"{path}:4: [isa] without [benchmark]: ")
+    assert "only ships variants it has measured faster" in str(info.value)
+
+
+def test_missing_source(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.split("[isa]")[1].join(["[isa]", ""]))
+    with pytest.raises(RecipeError, match=r"missing table \[source\]"):
+        load_recipe(path)
+
+
+def test_source_alone_is_a_stock_build(tmp_path: Path) -> None:
+    """What DUPR users want most: the stock packages, built offline, nothing measured."""
+    recipe = load_recipe(write(tmp_path, '[source]\ndebian = "zlib"\n'))
+    assert recipe.source.debian == "zlib"
+    assert recipe.isa.levels == () and recipe.benchmark is None
+    with pytest.raises(RecipeError, match="--levels: the recipe has no \\[benchmark\\]"):
+        with_levels(recipe, ["x86-64-v3"])
+
+
+def test_benchmark_alone_tries_every_level(tmp_path: Path) -> None:
+    recipe = load_recipe(
+        write(tmp_path, GOOD.replace(GOOD.split("[benchmark]")[0], '[source]\npath = "x"\n\n'))
+    )
+    assert recipe.isa.levels == ("x86-64-v2", "x86-64-v3", "x86-64-v4")
+    assert recipe.benchmark is not None and recipe.benchmark.command == "foo-bench 10"
+    assert not recipe.isa.explicit
+
+
+def test_isa_levels_default_to_every_level(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, GOOD.replace('levels = ["x86-64-v4", "x86-64-v2"]\n', "")))
+    assert recipe.isa.levels == ("x86-64-v2", "x86-64-v3", "x86-64-v4")
 
 
 def test_unreadable_recipe(tmp_path: Path) -> None:
@@ -99,5 +131,6 @@ def test_debian_source_with_pin(tmp_path: Path) -> None:
 def test_levels_override(tmp_path: Path) -> None:
     recipe = with_levels(load_recipe(write(tmp_path, GOOD)), ["x86-64-v4", "x86-64-v3"])
     assert recipe.isa.levels == ("x86-64-v3", "x86-64-v4")
+    assert recipe.isa.explicit  # named: built even above the host's level
     with pytest.raises(RecipeError, match="unknown level"):
         with_levels(recipe, ["x86-64-v5"])

@@ -111,16 +111,17 @@ def test_nothing_outlives_the_sandbox(tmp_path: Path) -> None:
     assert left.stdout.strip() == ""
 
 
-def test_host_config_files_are_hidden(tmp_path: Path) -> None:
-    home_netrc = Path.home() / ".netrc"
-    created = not home_netrc.exists()
-    if created:
-        home_netrc.write_text("machine example.org login me password secret\n")
-    try:
-        out, _ = run_in_sandbox(tmp_path, f"cat {home_netrc}; echo end", dict(os.environ))
-    finally:
-        if created:
-            home_netrc.unlink()
+def test_host_config_files_are_hidden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"  # the invoking user's home, never the real one
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".netrc").write_text("machine example.org login me password secret\n")
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY\n")
+    monkeypatch.setenv("HOME", str(home))
+    build_dir = tmp_path / "b"
+    build_dir.mkdir()
+    out, _ = run_in_sandbox(
+        build_dir, f"cat {home}/.netrc; ls {home}/.ssh; echo end", dict(os.environ)
+    )
     assert "secret" not in out and out.strip() == "end"
 
 

@@ -6,6 +6,7 @@ import functools
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import contents, control
@@ -155,7 +156,7 @@ def test_apt_installs_it_in_a_clean_root_and_byte_compiles_it(
     """apt resolves python3 and python3-numpy from the archive; postinst byte-compiles with
     py3compile and prerm's py3clean takes the bytecode away again."""
     root = tmp_path / "root"
-    cleanroom.unpack_chroot(cleanroom.ensure_chroot(), root)
+    cleanroom.unpack_chroot(cleanroom.runtime_chroot(), root)
     binds = [("--ro-bind", str(native_deb.parent), "/debs")]
     cleanroom.in_root(root, ["apt-get", "install", "-y", "-q", f"/debs/{native_deb.name}"],
                       binds=binds)  # fmt: skip
@@ -193,7 +194,7 @@ def _flavour_recipe(tmp: Path, cuda_wheel: Path, cpu_wheel: Path, rocm: str = ""
 
 
 @pytest.fixture(scope="module")
-def flavours(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+def flavours(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """fastmod in two flavours: cpu, and cuda needing NVIDIA's (non-free) CUDA runtime."""
     import json
 
@@ -225,9 +226,9 @@ def flavours(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     return tmp / "out", json.loads((tmp / "out" / "report.json").read_text())
 
 
-def test_flavours_provide_one_api_and_conflict(flavours: tuple[Path, dict[str, object]]) -> None:
+def test_flavours_provide_one_api_and_conflict(flavours: tuple[Path, dict[str, Any]]) -> None:
     out, report = flavours
-    packages = {p["package"]: p for p in report["packages"]}  # type: ignore[attr-defined]
+    packages = {p["package"]: p for p in report["packages"]}
     cpu, cuda = packages["python3-fastmod"], packages["python3-fastmod-cuda"]
     cpu_fields = control(out / cpu["file"])
     cuda_fields = control(out / cuda["file"])
@@ -239,15 +240,15 @@ def test_flavours_provide_one_api_and_conflict(flavours: tuple[Path, dict[str, o
     assert "nvidia" not in cpu_fields["Depends"]
     # typing-extensions>=99 cannot be had: "depend" keeps the archive's, without the version
     assert "python3-typing-extensions," in cpu_fields["Depends"] + ","
-    unsatisfied = {r["requirement"] for r in report["unsatisfied_in_bookworm"]}  # type: ignore[index]
+    unsatisfied = {r["requirement"] for r in report["unsatisfied_in_bookworm"]}
     assert "typing-extensions>=99.0" in unsatisfied
 
 
 def test_cuda_runtime_is_non_free_and_the_cuda_flavour_contrib(
-    flavours: tuple[Path, dict[str, object]],
+    flavours: tuple[Path, dict[str, Any]],
 ) -> None:
     out, report = flavours
-    packages = {p["package"]: p for p in report["packages"]}  # type: ignore[attr-defined]
+    packages = {p["package"]: p for p in report["packages"]}
     runtime = packages["python3-nvidia-cuda-runtime-cu12"]
     assert runtime["area"] == "non-free" and runtime["redistributable"] is True
     assert any("NVIDIA" in r for r in runtime["licence_reasons"])
@@ -260,11 +261,11 @@ def test_cuda_runtime_is_non_free_and_the_cuda_flavour_contrib(
 
 
 def test_cpu_parts_of_the_cuda_flavour_import(
-    flavours: tuple[Path, dict[str, object]], tmp_path: Path
+    flavours: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
     """No GPU here: the cuda flavour's own code must still import and run on the CPU."""
     out, report = flavours
-    cuda = next(p for p in report["packages"] if p["package"] == "python3-fastmod-cuda")  # type: ignore[attr-defined]
+    cuda = next(p for p in report["packages"] if p["package"] == "python3-fastmod-cuda")
     subprocess.run(["dpkg-deb", "-x", str(out / cuda["file"]), str(tmp_path)], check=True)
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "usr/lib/python3/dist-packages"))
     proc = subprocess.run(

@@ -35,6 +35,10 @@ from .util import atomic_write_text, cache_root, run, sha256_file
 
 SUITE = "bookworm"
 VARIANT = "buildd"
+# Roots where built packages are installed and checked (verify, sanity): essential
+# packages and apt, binary indices only. Half the size of a build chroot, so quicker to
+# unpack for every check.
+RUNTIME_VARIANT = "apt"
 APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 
 
@@ -99,6 +103,29 @@ def source_files() -> list[Path]:
 def default_spec() -> ChrootSpec:
     arch = run(["dpkg", "--print-architecture"]).stdout.strip()
     return ChrootSpec(SUITE, arch, VARIANT, tuple(f.read_text() for f in source_files()))
+
+
+def binary_only(sources: str) -> str:
+    """An apt sources text without its deb-src entries (one-line or deb822 format)."""
+    if re.search(r"^Types:", sources, re.M):
+        text = re.sub(r"^Types:(.*)$", lambda m: "Types:" + m.group(1).replace(" deb-src", ""),
+                      sources, flags=re.M)  # fmt: skip
+        # a stanza that only had deb-src is left without a type: drop it
+        stanzas = [s for s in re.split(r"\n\s*\n", text) if not re.search(r"^Types:\s*$", s, re.M)]
+        return "\n\n".join(st.strip("\n") for st in stanzas) + "\n"
+    return "".join(line for line in sources.splitlines(True) if not line.startswith("deb-src"))
+
+
+def runtime_spec() -> ChrootSpec:
+    """The spec of the roots packages are installed into to be checked."""
+    spec = default_spec()
+    return ChrootSpec(spec.suite, spec.architecture, RUNTIME_VARIANT,
+                      tuple(binary_only(t) for t in spec.sources))  # fmt: skip
+
+
+def runtime_chroot() -> Chroot:
+    """The cached tarball of :func:`runtime_spec` (made on first use)."""
+    return ensure_chroot(runtime_spec())
 
 
 def chroot_dir() -> Path:

@@ -191,15 +191,23 @@ def _cmd_cpu(args: argparse.Namespace, out: Console) -> int:
         return 0
     out.print(f"microarchitecture: {host.microarchitecture} ({host.vendor})")
     out.print(f"x86-64 level:      [bold]{host.level}[/bold]")
+    if host.capped_by:
+        out.print(f"(lowered by {host.capped_by}; the CPU itself is {host.microarchitecture})")
     table = Table(title="levels")
     table.add_column("level")
     table.add_column("loader uses it here")
-    table.add_column("features it adds (missing here in red)")
+    table.add_column("features it adds")
+    table.add_column("missing on this CPU")
     features = set(host.features)
     for level in LEVELS:
         adds = level_features(level)
-        shown = " ".join(f if f in features else f"[red]{f}[/red]" for f in adds)
-        table.add_row(level, "yes" if host.supports(level) else "no", shown)
+        missing = [f for f in adds if f not in features]
+        table.add_row(
+            level,
+            "yes" if host.supports(level) else "no",
+            " ".join(adds),
+            f"[red]{' '.join(missing)}[/red]" if missing else "-",
+        )
     out.print(table)
     return 0
 

@@ -167,7 +167,9 @@ def missing_features(level: str, features: Sequence[str]) -> list[str]:
     have = set(features)
     missing: list[str] = []
     for name in LEVELS[1 : rank(level) + 1]:
-        missing += [f for f in level_features(name) if f not in have]
+        # the level's defining feature (SSE4.2, AVX2, AVX-512F) first, then the rest
+        needed = sorted(level_features(name), key=lambda f: f.upper() != _MASK_FEATURE[name])
+        missing += [f for f in needed if f not in have]
     return missing
 
 

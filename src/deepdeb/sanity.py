@@ -172,7 +172,7 @@ def run_sanity(
     if missing:
         raise SanityError(f"no such package file: {', '.join(map(str, missing))}")
     root = work / "root"
-    cleanroom.unpack_chroot(cleanroom.ensure_chroot(), root)
+    cleanroom.unpack_chroot(cleanroom.runtime_chroot(), root)
     tests = work / "tests"
     script = write_test(tests, dataset, seconds, min_accuracy)
     start = time.monotonic()

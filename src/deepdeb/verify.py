@@ -167,7 +167,7 @@ def verify_installed(
         p.file for p in packages if p.file.suffix == ".deb" and not p.package.endswith("-dbgsym")
     ]
     root = work / "root"
-    cleanroom.unpack_chroot(cleanroom.ensure_chroot(), root)
+    cleanroom.unpack_chroot(cleanroom.runtime_chroot(), root)
     proc = cleanroom.install_packages(root, debs)
     if proc.returncode != 0:
         raise VerifyError(
