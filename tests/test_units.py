@@ -33,7 +33,13 @@ from deepdeb.isa import (
 from deepdeb.measure import LevelResult, decide, round_order
 from deepdeb.reach import DIRECTORY, Reach
 from deepdeb.recipe import Isa
-from deepdeb.verify import expected_file, hwcaps_mask_option, lintian_tags, run_lintian
+from deepdeb.verify import (
+    expected_file,
+    hwcaps_mask_option,
+    installable_together,
+    lintian_tags,
+    run_lintian,
+)
 
 # --- isa ---------------------------------------------------------------------------------
 
@@ -262,3 +268,15 @@ def test_lintian_errors_are_reported_as_tags_not_as_a_failure_to_run(tmp_path: P
         run_lintian([package])
     with pytest.raises(VerifyError, match="lintian failed to run"):
         lintian_tags([tmp_path / "missing.deb"])
+
+
+def test_conflicting_siblings_are_installed_apart() -> None:
+    fields = {
+        "libfoo1": {"Version": "1.0-1"},
+        "libfoo-openssl-dev": {"Version": "1.0-1", "Conflicts": "libfoo-gnutls-dev"},
+        "libfoo-gnutls-dev": {"Version": "1.0-1"},
+        "foo-tools": {"Version": "1.0-1", "Breaks": "libfoo1 (<< 0.9)"},  # not this version
+    }
+    chosen, left_out = installable_together(fields, {"libfoo1"})
+    assert chosen[0] == "libfoo1" and "foo-tools" in chosen
+    assert left_out == {"libfoo-openssl-dev": "it conflicts with libfoo-gnutls-dev"}

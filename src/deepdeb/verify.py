@@ -27,6 +27,9 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from debian.deb822 import Deb822, PkgRelation
+from debian.debian_support import version_compare
+
 from . import cleanroom
 from .assemble import AssembledPackage
 from .errors import VerifyError
@@ -163,9 +166,13 @@ def verify_installed(
     """
     start = time.monotonic()
     # Debug symbols change nothing the loader does.
-    debs = [
-        p.file for p in packages if p.file.suffix == ".deb" and not p.package.endswith("-dbgsym")
+    candidates = [
+        p for p in packages if p.file.suffix == ".deb" and not p.package.endswith("-dbgsym")
     ]
+    with_libraries = {name for name, rs in reaches.items() if rs}
+    fields = {p.package: _control_fields(p.file) for p in candidates}
+    chosen, left_out = installable_together(fields, with_libraries)
+    debs = [p.file for p in candidates if p.package in chosen]
     root = work / "root"
     cleanroom.unpack_chroot(cleanroom.runtime_chroot(), root)
     proc = cleanroom.install_packages(root, debs)
@@ -177,7 +184,10 @@ def verify_installed(
     installed = InstalledRoot(root, build_probe(work / "probe"))
     copies = {f for p in packages for f in p.hwcaps_files}
     levels, notes = levels_to_check(host)
-    all_reaches = [r for name in sorted(reaches) for r in reaches[name]]
+    notes += [
+        f"{name}: not installed for the loader checks, {why}" for name, why in left_out.items()
+    ]
+    all_reaches = [r for name in sorted(reaches) if name in chosen for r in reaches[name]]
     checks = _direct(installed, all_reaches, levels, copies)
     checks += _runpath(installed, all_reaches, levels, copies)
     checks += _alternatives(installed, all_reaches, levels, copies)
@@ -195,6 +205,53 @@ def verify_installed(
         ]
         raise VerifyError("the loader picked the wrong file:\n" + "\n".join(lines))
     return checks, notes
+
+
+def _control_fields(deb: Path) -> Deb822:
+    return Deb822(run(["dpkg-deb", "-f", deb]).stdout)
+
+
+def installable_together(
+    fields: Mapping[str, Mapping[str, str]], first: set[str]
+) -> tuple[list[str], dict[str, str]]:
+    """Packages of one source that can be installed side by side, those in ``first`` (the
+    ones with libraries) chosen first; the others with the conflict that keeps them out.
+
+    A source may build packages that conflict with each other (two flavours of one -dev
+    package); one root holds one of them.
+    """
+
+    def clashes(package: str, other: str) -> bool:
+        """Does ``package`` declare Conflicts or Breaks that hit ``other``'s version?"""
+        for field_name in ("Conflicts", "Breaks"):
+            value = fields[package].get(field_name, "")
+            for alternative in PkgRelation.parse_relations(value) if value else []:
+                for rel in alternative:
+                    if rel["name"] == other and _applies(rel.get("version"), fields[other]):
+                        return True
+        return False
+
+    chosen: list[str] = []
+    left_out: dict[str, str] = {}
+    for package in sorted(fields, key=lambda p: (p not in first, p)):
+        clash = next(
+            (other for other in chosen if clashes(package, other) or clashes(other, package)),
+            None,
+        )
+        if clash is None:
+            chosen.append(package)
+        else:
+            left_out[package] = f"it conflicts with {clash}"
+    return chosen, left_out
+
+
+def _applies(constraint: tuple[str, str] | None, other: Mapping[str, str]) -> bool:
+    """Does a relation's version constraint match the other package's version?"""
+    if constraint is None:
+        return True
+    op, version = constraint
+    cmp = version_compare(other.get("Version", "0"), version)
+    return {"<<": cmp < 0, "<=": cmp <= 0, "=": cmp == 0, ">=": cmp >= 0, ">>": cmp > 0}[op]
 
 
 def _check(
