@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,15 @@ def listed(root: Path, program: str, library: str, level: str) -> str:
     out = in_root(root, LOADER, "--glibc-hwcaps-mask", hwcaps_mask_option(level), "--list", program)
     line = next(li for li in out.splitlines() if li.strip().startswith(library))
     return resolve_in_root(root, line.split("=>")[1].split("(")[0].strip())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_under_pytest(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """deepdeb's work directories (kept after a failure, as the tests provoke on purpose)
+    go below pytest's own temporary directory, which pytest prunes, not into /tmp."""
+    scratch = tmp_path_factory.mktemp("deepdeb-scratch")
+    tempfile.tempdir = str(scratch)
+    os.environ["TMPDIR"] = str(scratch)
 
 
 @pytest.fixture(scope="session")

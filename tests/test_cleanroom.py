@@ -159,3 +159,11 @@ def test_runtime_roots_index_binary_packages_only() -> None:
     assert cleanroom.binary_only(one_line) == "deb http://a bookworm main\n"
     assert cleanroom.runtime_spec().variant == "apt"
     assert cleanroom.runtime_spec().key() != cleanroom.default_spec().key()
+
+
+def test_roots_need_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    chroot = cleanroom.Chroot(tmp_path / "t.tar", "0" * 64, SPEC, None)
+    with pytest.raises(cleanroom.ChrootError, match=r"needs root .* run deepdeb as root"):
+        cleanroom.unpack_chroot(chroot, tmp_path / "root")
+    assert not (tmp_path / "root").exists()

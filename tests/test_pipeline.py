@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -271,8 +272,32 @@ def test_level_that_fails_to_build(tmp_path: Path) -> None:
     assert "does not support SSE4.2 builds" in message  # the log's tail is shown
     log = Path(message.split("full log: ")[1].split("\n")[0])
     assert log.is_file() and "x86-64-v2" in str(log)
+    # the other builds were stopped, their sandboxes (PID namespaces) included
+    work = log.parent.parent.parent
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", str(work)], capture_output=True, text=True)
+    assert left.stdout == "", f"processes of the stopped builds are still running: {left.stdout}"
     assert sorted(p.name for p in out.iterdir()) == ["report.json"]  # untouched
     assert (out / "report.json").read_text() == '{"packages": []}'
+
+
+def test_a_failed_level_stops_the_running_builds_whole(tmp_path: Path) -> None:
+    """v2 fails while the baseline is still in a long step: the baseline's sandbox, its PID
+    namespace and everything in it, is stopped; nothing is left running."""
+    tree = tmp_path / "nosse42-1.0"
+    shutil.copytree(FIXTURES / "nosse42-1.0", tree)
+    with open(tree / "debian/rules", "a") as rules:
+        rules.write(
+            "\noverride_dh_auto_configure:\nifeq (,$(DEB_CFLAGS_APPEND))\n\tsleep 120\nendif\n"
+        )
+    shutil.copyfile(FIXTURES / "nosse42.toml", tmp_path / "r.toml")
+    start = time.monotonic()
+    with pytest.raises(BuildError, match="level x86-64-v2 failed to build"):
+        build(tmp_path / "r.toml", tmp_path / "out", levels=["x86-64-v2"])
+    assert time.monotonic() - start < 60  # it did not wait for the baseline's step
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-f", "deepdeb-nosse42-"], capture_output=True, text=True)
+    assert left.stdout == "", "processes of the stopped build are still running"
 
 
 def test_level_whose_tests_fail_is_dropped(tmp_path: Path) -> None:

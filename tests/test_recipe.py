@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,49 @@ def test_levels_override(tmp_path: Path) -> None:
     assert recipe.isa.explicit  # named: built even above the host's level
     with pytest.raises(RecipeError, match="unknown level"):
         with_levels(recipe, ["x86-64-v5"])
+
+
+WHEEL = '[source]\nwheel = "x.whl"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (WHEEL + '[python]\npackage = "/some/dir"\n', "package: expected a Debian package name"),
+        (WHEEL + '[python]\npackage = "../../x"\n', "package: expected a Debian package name"),
+        (WHEEL + '[python]\nrequires = { "../x" = "depend" }\n', "requires: expected a table"),
+        (GOOD.replace("repeat = 3", "repeat = 100000000000000000000000"), "at most 1000"),
+        (GOOD.replace("repeat = 3", "timeout = inf"), "seconds > 0 and at most"),
+        (GOOD.replace("repeat = 3", "timeout = 1e300"), "seconds > 0 and at most"),
+        (GOOD.replace("repeat = 3", "timeout = nan"), "seconds > 0 and at most"),
+        (GOOD.replace('profile = "-O3"', 'tune = "generic -fplugin=/tmp/evil.so"'),
+         "tune: expected a CPU name"),
+        (GOOD + "[audit]\ndepends = [" + ", ".join(['"libc6"'] * 1001) + "]\n", "at most 1000"),
+        (GOOD + '[audit]\ndepends = ["libc6; rm -rf /"]\n', "a list of Debian package names"),
+    ],
+)  # fmt: skip
+def test_hostile_values_are_refused_before_anything_runs(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(write(tmp_path, text))
+    assert needle in str(info.value)
+
+
+def test_unreadable_recipes_are_errors_not_tracebacks(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[source]\npath = "caf\xe9"\n')
+    with pytest.raises(RecipeError, match=r"latin1.toml:2: not UTF-8 text"):
+        load_recipe(path)
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * 100000 + "]" * 100000 + "\n")
+    with pytest.raises(RecipeError, match="not valid TOML"):
+        load_recipe(deep)
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # would block a plain open() forever
+    with pytest.raises(RecipeError, match="not a regular file"):
+        load_recipe(fifo)
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(RecipeError, match="larger than"):
+        load_recipe(big)

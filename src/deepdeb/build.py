@@ -8,6 +8,7 @@ checked in the binaries (see :func:`check_flags_applied`), never assumed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -145,6 +146,33 @@ def describe_failure(level: str, log_text: str, in_tests: bool) -> str:
     return f"{what} failed at {level}" if in_tests else f"failed to build at {level}"
 
 
+def _children(pid: int) -> list[int]:
+    """Direct children of a process, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def stop_sandbox(pid: int) -> None:
+    """Stop a sandboxed build started in its own session: its PID namespace and all.
+
+    bubblewrap's process inside the new PID namespace is that namespace's init, which a
+    SIGTERM from outside does not stop and which survives its parent; SIGKILL to it ends
+    every process in the namespace. Then the build's own process group goes.
+    """
+    for child in _children(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 class _Cancelled(Exception):
     """A build stopped because another one failed first."""
 
@@ -162,6 +190,8 @@ def _run_logged(
     The build gets its own process group so that a cancelled build is stopped whole
     (make, compilers, test programs), not just its top process.
     """
+    if cancel.is_set():  # never start a sandbox only to stop it while it sets up
+        raise _Cancelled()
     with open(log, "a", encoding="utf-8") as out:
         proc = subprocess.Popen(
             cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -169,7 +199,7 @@ def _run_logged(
         seen = 0
         while proc.poll() is None:
             if cancel.is_set():
-                os.killpg(proc.pid, signal.SIGTERM)
+                stop_sandbox(proc.pid)
                 proc.wait()
                 raise _Cancelled()
             time.sleep(0.3)

@@ -220,8 +220,16 @@ def _version(package: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else "unknown"
 
 
+def require_root(what: str) -> None:
+    """Roots are set up by apt and dpkg as root (they chown files to system users)."""
+    if os.geteuid() != 0:
+        raise ChrootError(f"{what} needs root (apt and dpkg run inside a bookworm root): run "
+                          "deepdeb as root, e.g. with sudo")  # fmt: skip
+
+
 def unpack_chroot(chroot: Chroot, dest: Path) -> None:
     """Unpack the tarball; device nodes are left out (bwrap provides /dev)."""
+    require_root("installing packages into a clean root")
     dest.mkdir(parents=True)
     run(["tar", "-xf", chroot.tarball, "-C", dest, "--numeric-owner", "--exclude=./dev/*"])
 

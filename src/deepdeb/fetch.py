@@ -8,9 +8,13 @@ afresh for every variant so that no build can see another's leftovers.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import shutil
+import socket
+import stat
 import tempfile
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +72,59 @@ def obtain(source: Source, cache: Path | None = None) -> SourcePackage:
     return _download(source.debian, cache / "debian")
 
 
+# The largest download a recipe may ask for (a source tarball; the biggest Debian sources
+# are a few GiB). Larger ones are cut off with an error rather than filling the disk.
+MAX_DOWNLOAD_BYTES = 8 << 30
+# git transports a recipe may use: never ext:: (it runs a command) or ssh (the user's keys).
+GIT_PROTOCOLS = "file:git:http:https"
+
+
+def check_host(host: str) -> None:
+    """Refuse a host that is this machine or its link (loopback, link-local, e.g. a cloud
+    metadata service): a recipe may not reach the host's own services."""
+    try:
+        addresses = {str(a[4][0]) for a in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError):
+        return  # the download itself reports a host it cannot resolve
+    for address in sorted(addresses):
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
+            raise SourceError(
+                f"{host} is {ip}, an address of this machine or its link: refused (a recipe "
+                "may not reach local services)"
+            )
+
+
+def check_url(url: str) -> None:
+    """Refuse what a source URL may not be: another scheme than http(s) or file, a file
+    that is not a regular file (``file:///dev/zero``), a local service."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        path = Path(urllib.parse.unquote(parts.path))
+        try:
+            regular = stat.S_ISREG(path.stat().st_mode)
+        except OSError as e:
+            raise SourceError(f"cannot download {url}: {e.strerror}") from None
+        if not regular:
+            raise SourceError(f"{url}: a file: URL must name a regular file")
+    elif parts.scheme in ("http", "https"):
+        if not parts.hostname:
+            raise SourceError(f"{url}: no host")
+        check_host(parts.hostname)
+    else:
+        raise SourceError(f"{url}: only https, http and file URLs are fetched")
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to a URL the recipe could have named itself."""
+
+    def redirect_request(  # type: ignore[no-untyped-def]
+        self, req, fp, code, msg, headers, newurl
+    ):
+        check_url(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def fetch_url(url: str, sha256: str, cache: Path) -> Path:
     """Download ``url`` into the content-addressed cache, verified against ``sha256``.
 
@@ -77,13 +134,22 @@ def fetch_url(url: str, sha256: str, cache: Path) -> Path:
     final = cache / "sha256" / sha256
     if final.is_file() and sha256_file(final) == sha256:
         return final
+    check_url(url)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=final.parent, prefix=".download-")
     tmp = Path(name)
     digest = hashlib.sha256()
+    opener = urllib.request.build_opener(_CheckedRedirects)
+    size = 0
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        with os.fdopen(fd, "wb") as out, opener.open(url, timeout=60) as response:
             for block in iter(lambda: response.read(1 << 20), b""):
+                size += len(block)
+                if size > MAX_DOWNLOAD_BYTES:
+                    raise SourceError(
+                        f"{url}: larger than the download limit of {MAX_DOWNLOAD_BYTES} "
+                        "bytes; the download was not kept"
+                    )
                 digest.update(block)
                 out.write(block)
         if digest.hexdigest() != sha256:
@@ -99,14 +165,28 @@ def fetch_url(url: str, sha256: str, cache: Path) -> Path:
     return final
 
 
+def check_git_url(url: str) -> None:
+    """A git source is a local repository or an http(s)/git URL to another machine."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in ("http", "https", "git"):
+        if not parts.hostname:
+            raise SourceError(f"{url}: no host")
+        check_host(parts.hostname)
+    elif parts.scheme == "file" or (not parts.scheme and url.startswith("/")):
+        return
+    else:
+        raise SourceError(f"{url}: git sources are local repositories or https, http or git URLs")
+
+
 def fetch_git(url: str, commit: str, cache: Path) -> Path:
     """Export ``commit`` of a git repository as a tarball in the cache (named by the commit,
     which is itself a content hash)."""
     final = cache / "git" / f"{commit}.tar"
     if final.is_file():
         return final
+    check_git_url(url)
     final.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ALLOW_PROTOCOL=GIT_PROTOCOLS)
     with tempfile.TemporaryDirectory(dir=final.parent, prefix=".clone-") as tmp:
         repo = Path(tmp) / "repo.git"
         run(["git", "init", "-q", "--bare", repo], env=env)

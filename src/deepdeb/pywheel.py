@@ -30,8 +30,9 @@ from .assemble import AssembledPackage, build_deb, installed_size_kib, write_con
 from .build import elf_files
 from .elf import read_elf
 from .errors import DeepdebError
+from .recipe import DEBIAN_NAME
 from .util import run
-from .wheel import DIST_PACKAGES, PYTHON, Dependency, Wheel, entry_point_script, extract
+from .wheel import DIST_PACKAGES, PYTHON, Dependency, Wheel, WheelError, entry_point_script, extract
 
 MAINTAINER = "deepdeb <deepdeb@example.org>"  # the recipe sets its own
 CHOICES = ("depend", "bundle", "package")
@@ -242,10 +243,15 @@ def shlibs_depends(root: Path, elves: list[Path], package: str, work: Path) -> s
 def build_package(wheel: Wheel, spec: PackageSpec, work: Path, dest: Path) -> WheelPackage:
     """Lay the wheel out as a Debian package and build the .deb into ``dest``."""
     start = time.monotonic()
+    if not DEBIAN_NAME.fullmatch(spec.package) or not re.fullmatch(
+        r"[A-Za-z0-9.+~:-]+", spec.version
+    ):
+        # both become paths below: never let a value leave ``work``
+        raise WheelError(
+            f"not a Debian package name and version: {spec.package!r} {spec.version!r}"
+        )
     root = work / spec.package
-    if root.exists():
-        shutil.rmtree(root)
-    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN").mkdir(parents=True)  # a fresh directory: nothing is removed
     dropped = extract(wheel, root, list(spec.drop))
     for other in spec.bundled:
         extract(other, root)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import stat
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,8 +132,29 @@ class Recipe:
 _Check = Callable[[Any], str | None]  # returns what was expected, or None when fine
 
 
+# Bounds on numbers and sizes: a recipe is untrusted input, and a value no build needs
+# (a timeout of 1e300 s, 10^23 repetitions) is refused before anything runs.
+MAX_REPEAT = 1000
+MAX_SECONDS = 7 * 24 * 3600.0
+MAX_LIST = 1000
+MAX_TEXT = 4096
+# Debian Policy 5.6.1 (source and binary package names): they become file names.
+DEBIAN_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
+
 def _is_str(v: Any) -> str | None:
-    return None if isinstance(v, str) and v.strip() else "a non-empty string"
+    ok = isinstance(v, str) and v.strip() and len(v) <= MAX_TEXT and "\0" not in v
+    return None if ok else f"a non-empty string (at most {MAX_TEXT} characters)"
+
+
+def _is_debian_name(v: Any) -> str | None:
+    ok = isinstance(v, str) and len(v) <= 128 and DEBIAN_NAME.fullmatch(v) is not None
+    return None if ok else "a Debian package name (lower case letters, digits, + - .; Policy 5.6.1)"
+
+
+def _is_tune(v: Any) -> str | None:
+    ok = isinstance(v, str) and re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", v) is not None
+    return None if ok else "a CPU name for -mtune (e.g. generic, znver3, skylake)"
 
 
 def _is_levels(v: Any) -> str | None:
@@ -145,17 +167,19 @@ def _is_speedup(v: Any) -> str | None:
     return None if ok else "a number >= 1.0"
 
 
-def _is_positive_int(v: Any) -> str | None:
-    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else "an integer >= 1"
+def _is_repeat(v: Any) -> str | None:
+    ok = isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_REPEAT
+    return None if ok else f"an integer >= 1 and at most {MAX_REPEAT}"
 
 
 def _is_count(v: Any) -> str | None:
-    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "an integer >= 0"
+    ok = isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_REPEAT
+    return None if ok else f"an integer >= 0 and at most {MAX_REPEAT}"
 
 
 def _is_seconds(v: Any) -> str | None:
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and v > 0
-    return None if ok else "a number of seconds > 0"
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= MAX_SECONDS
+    return None if ok else f"a number of seconds > 0 and at most {MAX_SECONDS:.0f} (a week)"
 
 
 def _is_sha256(v: Any) -> str | None:
@@ -169,28 +193,37 @@ def _is_commit(v: Any) -> str | None:
 
 
 def _is_flags(v: Any) -> str | None:
-    if not isinstance(v, str):
+    if not isinstance(v, str) or len(v) > MAX_TEXT:
         return "a string of compiler flags"
     if re.search(r"(^|\s)-march=|(^|\s)-mtune=", v):
         return "compiler flags without -march/-mtune (deepdeb sets those per level)"
     return None
 
 
-def _string_list(what: str) -> _Check:
+def _string_list(what: str, item: _Check | None = None) -> _Check:
     def check(v: Any) -> str | None:
-        ok = isinstance(v, list) and all(isinstance(x, str) and x for x in v)
-        return None if ok else what
+        ok = isinstance(v, list) and len(v) <= MAX_LIST
+        ok = ok and all(isinstance(x, str) and x and len(x) <= MAX_TEXT for x in v)
+        ok = ok and (item is None or all(item(x) is None for x in v))
+        return None if ok else f"{what} (at most {MAX_LIST})"
 
     return check
 
 
-_is_names = _string_list("a list of Debian package names")
+_is_names = _string_list("a list of Debian package names", _is_debian_name)
 _is_globs = _string_list("a list of paths or glob patterns")
 
 
 def _is_requires(v: Any) -> str | None:
-    ok = isinstance(v, dict) and all(
-        isinstance(k, str) and x in REQUIRE_CHOICES for k, x in v.items()
+    ok = (
+        isinstance(v, dict)
+        and len(v) <= MAX_LIST
+        and all(
+            isinstance(k, str)
+            and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", k) is not None
+            and x in REQUIRE_CHOICES
+            for k, x in v.items()
+        )
     )
     return None if ok else f"a table of PyPI name = one of {', '.join(REQUIRE_CHOICES)}"
 
@@ -222,7 +255,7 @@ _SCHEMA: dict[str, dict[str, _Check]] = {
         "pypi": _is_pin,
     },
     "python": {
-        "package": _is_str,
+        "package": _is_debian_name,
         "requires": _is_requires,
         "drop": _is_globs,
         "extras": _is_globs,
@@ -233,11 +266,11 @@ _SCHEMA: dict[str, dict[str, _Check]] = {
         "levels": _is_levels,
         "min_speedup": _is_speedup,
         "profile": _is_flags,
-        "tune": _is_str,
+        "tune": _is_tune,
     },
     "benchmark": {
         "command": _is_str,
-        "repeat": _is_positive_int,
+        "repeat": _is_repeat,
         "warmup": _is_count,
         "timeout": _is_seconds,
     },
@@ -276,13 +309,26 @@ def _line_of(text: str, table: str, key: str | None = None) -> int | None:
     return None
 
 
+MAX_RECIPE_BYTES = 1 << 20
+
+
 def load_recipe(path: Path) -> Recipe:
     """Read and validate a recipe file; raises RecipeError with file and line."""
     path = Path(path).absolute()
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise RecipeError(path, "cannot read recipe: not a regular file")
+        if info.st_size > MAX_RECIPE_BYTES:
+            raise RecipeError(path, f"recipe is larger than {MAX_RECIPE_BYTES} bytes")
+        raw = path.read_bytes()
     except OSError as e:
         raise RecipeError(path, f"cannot read recipe: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise RecipeError(path, f"not UTF-8 text (byte {e.start})", line) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -290,6 +336,8 @@ def load_recipe(path: Path) -> Recipe:
         raise RecipeError(
             path, f"not valid TOML: {e}", int(match.group(1)) if match else None
         ) from None
+    except RecursionError:
+        raise RecipeError(path, "not valid TOML: nested too deeply") from None
     return parse_recipe(path, text, data)
 
 
