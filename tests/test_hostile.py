@@ -3,16 +3,26 @@ Each must be refused with a clear error, before anything is written where it sho
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 import zipfile
+from http.client import HTTPMessage
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES, build, vecmath_recipe
 from wheelmaker import make_wheel, record_hash
 
 from deepdeb import fetch
-from deepdeb.errors import SourceError
+from deepdeb.errors import BuildError, SourceError
 from deepdeb.pywheel import PackageSpec, build_package
+from deepdeb.util import cache_root
 from deepdeb.wheel import WheelError, open_wheel
 
 DIST = "evil-1.0.dist-info"
@@ -151,7 +161,10 @@ def test_url_sources_may_not_reach_devices_or_local_services(
 def test_redirects_are_held_to_the_same_rules() -> None:
     handler = fetch._CheckedRedirects()
     with pytest.raises(SourceError, match="an address of this machine"):
-        handler.redirect_request(None, None, 302, "Found", {}, "http://127.0.0.1/secret")
+        handler.redirect_request(
+            urllib.request.Request("http://example.org/x.tar.gz"), io.BytesIO(), 302, "Found",
+            HTTPMessage(), "http://127.0.0.1/secret",
+        )  # fmt: skip
 
 
 def test_downloads_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,3 +185,124 @@ def test_git_sources_may_not_run_commands_or_use_the_users_keys(tmp_path: Path, 
     with pytest.raises(SourceError):
         fetch.fetch_git(url, "1" * 40, tmp_path / "cache")
     assert not Path("/tmp/deepdeb-pwned").exists()
+
+
+# --- builds that attack their host ----------------------------------------------------------
+
+
+def hostile(tmp_path: Path, mode: str, *targets: str) -> Path:
+    """A copy of the hostile fixture set to ``mode``; returns its recipe."""
+    shutil.copytree(FIXTURES / "hostile-1.0", tmp_path / "hostile-1.0")
+    (tmp_path / "hostile-1.0" / "mode").write_text("\n".join([mode, *targets]) + "\n")
+    shutil.copyfile(FIXTURES / "hostile.toml", tmp_path / "hostile.toml")
+    return tmp_path / "hostile.toml"
+
+
+def probes(error: BuildError) -> dict[str, str]:
+    """The PROBE lines of the failed build's log: what the attack tried, and the outcome."""
+    text = error.log.read_text()
+    return dict(re.findall(r"^PROBE (.+?): (.+)$", text, flags=re.M))
+
+
+def no_build_processes_left() -> bool:
+    return subprocess.run(["pgrep", "-u", "deepdeb-build"], capture_output=True).stdout == b""
+
+
+@pytest.mark.slow
+def test_a_build_cannot_escape_or_see_the_hosts_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"  # the invoking user's home, with the usual secrets in it
+    for secret in (".gnupg/private-keys-v1.d/key", ".ssh/id_ed25519", ".netrc"):
+        (home / secret).parent.mkdir(parents=True, exist_ok=True)
+        (home / secret).write_text("SECRET\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
+    repo_key = tmp_path / "repo/conf/gnupg/private-keys-v1.d/signing.key"
+    repo_key.parent.mkdir(parents=True)
+    repo_key.write_text("SECRET\n")
+    with (
+        socket.socket(socket.AF_UNIX) as unix,
+        socket.socket(socket.AF_UNIX) as abstract,
+        socket.socket() as tcp,
+    ):
+        unix.bind(str(tmp_path / "host.sock"))
+        abstract.bind(f"\0deepdeb-test-{os.getpid()}")
+        tcp.bind(("127.0.0.1", 0))
+        for server in (unix, abstract, tcp):
+            server.listen()
+        targets = [
+            f"file {home}/.gnupg/private-keys-v1.d/key", f"dir {home}/.ssh",
+            f"file {home}/.netrc", f"file {repo_key}", "dir /root", "dir /var/log",
+            f"dir {cache_root()}", f"dir {tmp_path}", "file /etc/shadow", "file /etc/gshadow",
+            f"socket {tmp_path / 'host.sock'}", f"abstract deepdeb-test-{os.getpid()}",
+            f"tcp {tcp.getsockname()[1]}",
+        ]  # fmt: skip
+        with pytest.raises(BuildError) as failed:
+            build(hostile(tmp_path, "escape", *targets), tmp_path / "out")
+    found = probes(failed.value)
+    assert len(found) >= 10 + len(targets), found
+    escaped = {what: how for what, how in found.items() if how != "contained"}
+    assert escaped == {}
+    assert "SECRET" not in failed.value.log.read_text()
+    assert not Path("/usr/deepdeb-escaped").exists() and not Path("/etc/deepdeb-escaped").exists()
+    assert no_build_processes_left()
+
+
+@pytest.mark.slow
+def test_a_fork_bomb_stops_at_the_process_limit(tmp_path: Path) -> None:
+    with pytest.raises(BuildError) as failed:
+        build(hostile(tmp_path, "fork"), tmp_path / "out")
+    started = int(probes(failed.value)["fork"].split()[-1])
+    assert 0 < started < 4096  # RLIMIT_NPROC of the build user, shared by both builds
+    time.sleep(0.5)
+    assert no_build_processes_left()
+
+
+@pytest.mark.slow
+def test_a_build_that_fills_the_disk_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEEPDEB_LIMIT_DISK_BYTES", "256M")
+    free = shutil.disk_usage(tmp_path).free
+    with pytest.raises(BuildError, match=r"was stopped: it wrote more than 256 MiB into its"):
+        build(hostile(tmp_path, "disk"), tmp_path / "out")
+    assert no_build_processes_left()
+    # it was stopped long before its 20 GB: at most the limit plus two seconds of writing
+    assert free - shutil.disk_usage(tmp_path).free < 8 << 30
+
+
+@pytest.mark.slow
+def test_tmp_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPDEB_LIMIT_TMP_BYTES", "64M")
+    with pytest.raises(BuildError) as failed:
+        build(hostile(tmp_path, "tmp"), tmp_path / "out")
+    assert probes(failed.value) == {"tmp": "contained"}
+
+
+@pytest.mark.slow
+def test_packages_planted_as_links_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match=r"hostile_1.0-1_amd64.deb is not a regular file"):
+        build(hostile(tmp_path, "links"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_benchmark_sees_no_secrets_and_no_privileges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh/id_ed25519").write_text("SECRET\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
+    checks = (
+        'test -z "$AWS_SECRET_ACCESS_KEY" || exit 11; '
+        f"! ls {home}/.ssh 2>/dev/null || exit 12; "
+        "! cat /etc/shadow 2>/dev/null || exit 13; "
+        'test "$(id -u)" != 0 || exit 14; '
+        "! touch /usr/deepdeb-escaped 2>/dev/null || exit 15; "
+        "vecmath-bench 100"
+    )
+    report = build(vecmath_recipe(tmp_path, checks), tmp_path / "out", levels=["x86-64-v2"])
+    assert report.levels[1].measured  # every check passed at every run

@@ -71,12 +71,21 @@ def test_clean_build_makes_no_attempts(vecmath_fat: BuildReport) -> None:
 
 
 def run_in_sandbox(tmp_path: Path, script: str, env: dict[str, str]) -> tuple[str, list[str]]:
+    """Run a shell script as a build would run: returns its output and the attempts."""
     work = tmp_path / "box"
     work.mkdir()
-    log = work / "attempts.jsonl"
-    cmd = sandbox.wrap(["sh", "-c", script], writable=work, cwd=work, attempts_log=log)
-    clean = sandbox.scrubbed_env(env, home=sandbox.home(work), tmp=Path("/tmp"))
-    proc = subprocess.run(cmd, env=clean, capture_output=True, text=True, timeout=60)
+    sandbox.hand_over(work)
+    log = tmp_path / "attempts.jsonl"
+    fd = sandbox.open_attempts(log)
+    try:
+        jail = sandbox.wrap(["sh", "-c", script], work, work, fd, tmp_path / "private")
+        clean = sandbox.scrubbed_env(env, home=Path(sandbox.HOME), tmp=Path("/tmp"))
+        proc = subprocess.run(
+            jail.command, env=clean, capture_output=True, text=True, timeout=60,
+            pass_fds=jail.pass_fds,
+        )  # fmt: skip
+    finally:
+        os.close(fd)
     return proc.stdout, [str(a) for a in sandbox.read_attempts(log)]
 
 
@@ -99,7 +108,7 @@ def test_environment_and_filesystem_are_scrubbed(tmp_path: Path) -> None:
     assert "corp-proxy" not in out
     assert "https_proxy=http://127.0.0.1:" in out and "HTTP_PROXY=http://127.0.0.1:" in out
     assert "DEB_BUILD_OPTIONS=parallel=2" in out
-    assert f"home={tmp_path / 'box' / '.deepdeb-empty'}" in out
+    assert f"home={sandbox.HOME}" in out
     assert "usr-read-only" in out and "wrote-inside" in out
     assert "no-dns" in out and "DNS lookup of deb.debian.org" in attempts
 

@@ -209,9 +209,12 @@ def check_no_isa_marker_outside_hwcaps(tree: Path, package: str) -> None:
             )
 
 
-def source_date_epoch(base: VariantBuild) -> int:
-    """The stock build's SOURCE_DATE_EPOCH: its changelog date, as dpkg-buildpackage used."""
-    changelog = base.directory / "src" / "debian" / "changelog"
+def source_date_epoch(changelog: Path) -> int:
+    """The source's SOURCE_DATE_EPOCH, its changelog date, as dpkg-buildpackage used it.
+
+    ``changelog`` is deepdeb's own copy of the source, never a build's (which the build
+    could have replaced with anything).
+    """
     out = run(["dpkg-parsechangelog", "-l", changelog, "-STimestamp"]).stdout
     return int(out.strip())
 
@@ -360,6 +363,7 @@ def assemble(
     work: Path,
     dest: Path,
     reaches: Mapping[str, list[Reach]],
+    epoch: int,
     local: bool = False,
 ) -> list[AssembledPackage]:
     """Write the packages into ``dest`` (a staging directory the caller publishes).
@@ -378,7 +382,7 @@ def assemble(
         suffix = (suffix if kept else "") + LOCAL_SUFFIX
     elif not kept:
         return [_stock(deb, dest) for deb in base.debs.values()]
-    plan = _Plan(variants, kept, suffix, source_name, work, source_date_epoch(base), reaches)
+    plan = _Plan(variants, kept, suffix, source_name, work, epoch, reaches)
     return (_assemble_split if layout == "split" else _assemble_fat)(plan, dest)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
+import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -97,10 +98,12 @@ def build_environment(level: str, isa: Isa, jobs: int, base: dict[str, str]) -> 
 
 
 def tail(path: Path, lines: int = 25) -> str:
+    """The last lines of a log (read from its end, however long the log is)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
+        text = sandbox.read_regular(path, 256 * 1024).decode("utf-8", "replace")
+    except (OSError, DeepdebError):
         return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def failed_in_tests(log_text: str) -> bool:
@@ -146,68 +149,93 @@ def describe_failure(level: str, log_text: str, in_tests: bool) -> str:
     return f"{what} failed at {level}" if in_tests else f"failed to build at {level}"
 
 
-def _children(pid: int) -> list[int]:
-    """Direct children of a process, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def stop_sandbox(pid: int) -> None:
-    """Stop a sandboxed build started in its own session: its PID namespace and all.
-
-    bubblewrap's process inside the new PID namespace is that namespace's init, which a
-    SIGTERM from outside does not stop and which survives its parent; SIGKILL to it ends
-    every process in the namespace. Then the build's own process group goes.
-    """
-    for child in _children(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
 class _Cancelled(Exception):
     """A build stopped because another one failed first."""
 
 
+class _OutOfDisk(Exception):
+    """A build was stopped because it used too much disk, or the disk was nearly full."""
+
+
+def _disk_problem(directory: Path, limits: sandbox.Limits) -> str:
+    """Why a build must stop for its disk use, or ""."""
+    free = shutil.disk_usage(directory).free
+    if free < limits.free_disk_bytes:
+        return (
+            f"less than {limits.free_disk_bytes >> 20} MiB was left on the disk of "
+            f"{directory} (DEEPDEB_LIMIT_FREE_DISK_BYTES)"
+        )
+    used = _usage(directory)
+    if used > limits.disk_bytes:
+        return (
+            f"it wrote more than {limits.disk_bytes >> 20} MiB into its directory "
+            "(DEEPDEB_LIMIT_DISK_BYTES)"
+        )
+    return ""
+
+
+def _usage(directory: Path) -> int:
+    """Bytes allocated below a directory (no links followed)."""
+    total = 0
+    for parent, _, files in os.walk(directory):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(parent, name)).st_blocks * 512
+    return total
+
+
 def _run_logged(
-    cmd: list[str],
+    jail: sandbox.Jail,
     tree: Path,
     env: dict[str, str],
     log: Path,
     on_step: Callable[[str], None],
     cancel: threading.Event,
+    disk: Path,
+    limits: sandbox.Limits,
 ) -> int:
     """Run a build with its output in ``log``, reporting each dh step as it starts.
 
-    The build gets its own process group so that a cancelled build is stopped whole
-    (make, compilers, test programs), not just its top process.
+    The log is deepdeb's own file, outside the directory the build may write: the build
+    writes to it through its output, but cannot replace it. The build gets its own process
+    group, and is stopped whole (its PID namespace) when cancelled, when ``disk`` (its
+    directory) holds more than ``limits.disk_bytes`` or when less than
+    ``limits.free_disk_bytes`` is left on its filesystem.
     """
     if cancel.is_set():  # never start a sandbox only to stop it while it sets up
         raise _Cancelled()
-    with open(log, "a", encoding="utf-8") as out:
+    with open(log, "ab") as out, open(log, "rb") as reader:
+        reader.seek(0, os.SEEK_END)
         proc = subprocess.Popen(
-            cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            jail.command,
+            cwd="/",
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=jail.pass_fds,
         )
-        seen = 0
+        pending = ""
+        checked = 0.0
         while proc.poll() is None:
             if cancel.is_set():
-                stop_sandbox(proc.pid)
+                sandbox.stop(proc.pid)
                 proc.wait()
                 raise _Cancelled()
+            if time.monotonic() - checked > 2:
+                checked = time.monotonic()
+                why = _disk_problem(disk, limits)
+                if why:
+                    sandbox.stop(proc.pid)
+                    proc.wait()
+                    raise _OutOfDisk(why)
             time.sleep(0.3)
-            text = log.read_text(errors="replace")
-            steps = _STEP.findall(text, seen)
+            pending += reader.read(1 << 20).decode("utf-8", "replace")
+            steps = _STEP.findall(pending)
             if steps:
                 on_step(steps[-1].strip())
-            seen = max(seen, len(text) - 200)
+            pending = pending[-200:]  # a step name cut at the end is found next time
     return proc.returncode
 
 
@@ -224,31 +252,45 @@ def _build_one(
 ) -> VariantBuild:
     directory = clean.build_dir(level) if clean else root / level
     directory.mkdir(parents=True)
+    private = root.parent / "sandbox" / level  # deepdeb's: the build cannot write here
+    private.mkdir(parents=True)
     progress(level, "unpacking source")
     tree = unpack(package, directory / "src")
-    log = directory / "build.log"
-    attempts_log = directory / "network-attempts.jsonl"
+    sandbox.hand_over(directory)
+    log = root.parent / "logs" / f"{level}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    attempts_log = private / "network-attempts.jsonl"
     env = build_environment(level, isa, jobs, dict(os.environ))
     flags = env.get("DEB_CFLAGS_APPEND", "")
     # Rebuilt levels only need the architecture-dependent packages.
     cmd = ["dpkg-buildpackage", "-b" if level == BASELINE else "-B", "--no-sign", "--no-pre-clean"]
     log.write_text(f"# deepdeb: {' '.join(cmd)}\n# flags appended: {flags or '(none)'}\n")
-    if clean:
-        inside = Path(clean.inside(tree))
-        jailed = sandbox.wrap_chroot(cmd, clean.path, directory, inside, attempts_log)
-        env["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-        empty = Path(clean.inside(sandbox.home(directory)))
-        env = sandbox.scrubbed_env(env, home=empty, tmp=Path("/tmp"))
-    else:
-        jailed = sandbox.wrap(cmd, writable=directory, cwd=tree, attempts_log=attempts_log)
-        env = sandbox.scrubbed_env(env, home=sandbox.home(directory), tmp=Path("/tmp"))
-    start = time.monotonic()
-    status = _run_logged(jailed, tree, env, log, lambda step: progress(level, step), cancel)
+    attempts_fd = sandbox.open_attempts(attempts_log)
+    limits = sandbox.current_limits()
+    try:
+        if clean:
+            inside = Path(clean.inside(tree))
+            jail = sandbox.wrap_chroot(cmd, clean.path, directory, inside, attempts_fd, private)
+            env["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+        else:
+            jail = sandbox.wrap(cmd, directory, tree, attempts_fd, private)
+        env = sandbox.scrubbed_env(env, home=Path(sandbox.HOME), tmp=Path("/tmp"))
+        start = time.monotonic()
+        try:
+            status = _run_logged(
+                jail, tree, env, log, lambda step: progress(level, step), cancel, directory,
+                limits,
+            )  # fmt: skip
+        except _OutOfDisk as e:
+            cancel.set()
+            raise BuildError(level, log, tail(log), f"was stopped: {e}") from None
+    finally:
+        os.close(attempts_fd)
     seconds = time.monotonic() - start
     result = VariantBuild(level, directory, log, flags, tests_passed=True, seconds=seconds)
     result.network_attempts = sandbox.read_attempts(attempts_log)
     if status != 0:
-        text = log.read_text(errors="replace")
+        text = tail(log, 400)
         in_tests = failed_in_tests(text)
         result.failure = describe_failure(level, text, in_tests)
         result.tests_tail = tail(log)
@@ -277,10 +319,21 @@ def _build_one(
             [str(a) for a in result.network_attempts],
             diagnosis,
         )
-    for deb in sorted([*directory.glob("*.deb"), *directory.glob("*.ddeb")]):
-        result.debs[deb.name.split("_", 1)[0]] = deb
+    result.debs = _packages(directory, level, log)
     progress(level, "done")
     return result
+
+
+def _packages(directory: Path, level: str, log: Path) -> dict[str, Path]:
+    """The packages a build left in its directory: regular files only (the build could
+    have planted links to anything), keyed by package name."""
+    debs: dict[str, Path] = {}
+    for deb in sorted([*directory.glob("*.deb"), *directory.glob("*.ddeb")]):
+        info = deb.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            raise BuildError(level, log, f"{deb.name} is not a regular file", "left no package")
+        debs[deb.name.split("_", 1)[0]] = deb
+    return debs
 
 
 def build_all(

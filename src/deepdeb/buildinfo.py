@@ -19,7 +19,9 @@ from debian.deb822 import Deb822
 
 from . import __version__
 from .assemble import AssembledPackage
+from .errors import DeepdebError
 from .fetch import SourcePackage
+from .sandbox import read_regular
 from .util import sha256_file
 
 
@@ -56,12 +58,16 @@ def source_inputs(package: SourcePackage) -> list[tuple[str, int, str]]:
 
 
 def dpkg_buildinfo(directory: Path) -> Deb822 | None:
-    """The .buildinfo dpkg-buildpackage wrote for a level's build, if any."""
+    """The .buildinfo dpkg-buildpackage wrote for a level's build, if any (the build could
+    have put anything there: a regular file of at most 4 MiB is read, nothing followed)."""
     found = sorted(directory.glob("*.buildinfo"))
     if not found:
         return None
-    with open(found[0], encoding="utf-8") as f:
-        return Deb822(f)
+    try:
+        text = read_regular(found[0], 4 << 20).decode("utf-8", "replace")
+    except (OSError, DeepdebError):
+        return None
+    return Deb822(text.splitlines())
 
 
 def _lines(rows: Sequence[str]) -> str:

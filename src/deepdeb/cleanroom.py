@@ -18,9 +18,11 @@ Downloaded .debs are kept in deepdeb's cache, so a chroot's packages are fetched
 from __future__ import annotations
 
 import fcntl
+import grp
 import hashlib
 import json
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -31,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import DeepdebError, MissingBuildDepsError
+from .sandbox import BUILD_USER
+from .sandbox import HOME as SANDBOX_HOME
 from .util import atomic_write_text, cache_root, run, sha256_file
 
 SUITE = "bookworm"
@@ -54,6 +58,7 @@ class ChrootSpec:
     architecture: str
     variant: str
     sources: tuple[str, ...]  # the apt sources files' contents, in order
+    include: tuple[str, ...] = ()  # packages beyond the variant's
 
     def key(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
@@ -102,7 +107,10 @@ def source_files() -> list[Path]:
 
 def default_spec() -> ChrootSpec:
     arch = run(["dpkg", "--print-architecture"]).stdout.strip()
-    return ChrootSpec(SUITE, arch, VARIANT, tuple(f.read_text() for f in source_files()))
+    sources = tuple(f.read_text() for f in source_files())
+    # Builds run as an unprivileged user: fakeroot stands in for root where a package's
+    # Rules-Requires-Root asks for it, as on Debian's build daemons.
+    return ChrootSpec(SUITE, arch, VARIANT, sources, ("fakeroot",))
 
 
 def binary_only(sources: str) -> str:
@@ -120,7 +128,7 @@ def runtime_spec() -> ChrootSpec:
     """The spec of the roots packages are installed into to be checked."""
     spec = default_spec()
     return ChrootSpec(spec.suite, spec.architecture, RUNTIME_VARIANT,
-                      tuple(binary_only(t) for t in spec.sources))  # fmt: skip
+                      tuple(binary_only(t) for t in spec.sources), ())  # fmt: skip
 
 
 def runtime_chroot() -> Chroot:
@@ -188,6 +196,7 @@ def ensure_chroot(spec: ChrootSpec | None = None) -> Chroot:
             f"--architectures={spec.architecture}",
             "--format=tar",
             "--skip=cleanup/apt/lists",  # builds install their dependencies without an update
+            *(f"--include={p}" for p in spec.include),
             spec.suite,
             str(partial),
             *mirrors,
@@ -351,12 +360,24 @@ def installed_packages(root: Path) -> dict[str, str]:
     return packages
 
 
+def _add_build_user(root: Path) -> None:
+    """The build user's name in the chroot too (tools ask for it: ``id -un``, getpwuid)."""
+    entry = pwd.getpwnam(BUILD_USER)
+    group = grp.getgrgid(entry.pw_gid)
+    with open(root / "etc/passwd", "a") as f:
+        f.write(f"{BUILD_USER}:x:{entry.pw_uid}:{entry.pw_gid}::{SANDBOX_HOME}:/bin/sh\n")
+    with open(root / "etc/group", "a") as f:
+        f.write(f"{group.gr_name}:x:{group.gr_gid}:\n")
+
+
 def prepare(chroot: Chroot, dest: Path, tree: Path, source: str) -> CleanRoot:
     """Unpack the chroot under ``dest`` and install ``tree``'s build-dependencies in it."""
     start = time.monotonic()
     unpack_chroot(chroot, dest)
     install_build_deps(dest, tree, source)
     (dest / "build").mkdir()
+    (dest / SANDBOX_HOME.lstrip("/")).mkdir(parents=True)  # where the builds' empty HOME goes
+    _add_build_user(dest)
     return CleanRoot(dest, chroot, time.monotonic() - start, installed_packages(dest))
 
 

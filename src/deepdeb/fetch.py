@@ -17,7 +17,9 @@ import tempfile
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from http.client import HTTPMessage
 from pathlib import Path
+from typing import IO
 
 from debian.changelog import Changelog
 from debian.deb822 import Dsc
@@ -118,9 +120,15 @@ def check_url(url: str) -> None:
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
     """Follow a redirect only to a URL the recipe could have named itself."""
 
-    def redirect_request(  # type: ignore[no-untyped-def]
-        self, req, fp, code, msg, headers, newurl
-    ):
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
         check_url(newurl)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 

@@ -92,19 +92,22 @@ def run_benchmarks(
 ) -> dict[str, list[float]]:
     """Interleaved timed runs of the benchmark command; returns wall seconds per level.
 
-    The command is recipe code, so it runs sandboxed (no network, read-only system) with
-    ``scratch`` as its writable TMPDIR, shared by all runs.
+    The command is recipe code, so it runs sandboxed as the build user (no network,
+    read-only system, a scrubbed environment) with ``scratch`` as its writable TMPDIR,
+    shared by all runs.
     """
     levels = list(runtimes)
-    envs = {
-        level: dict(benchmark_env(level, runtimes, os.environ), TMPDIR=str(scratch))
-        for level in levels
-    }
+    scratch.mkdir(parents=True, exist_ok=True)
+    sandbox.hand_over(scratch)
+    base_env = sandbox.scrubbed_env(os.environ, home=Path(sandbox.HOME), tmp=scratch)
+    envs = {level: benchmark_env(level, runtimes, base_env) for level in levels}
+    visible = [r.root for r in runtimes.values()]
+    private = scratch.parent / f".{scratch.name}-sandbox"
     times: dict[str, list[float]] = {level: [] for level in levels}
     rounds = benchmark.warmup + benchmark.repeat
     for round_no in range(rounds):
         for level in round_order(levels, round_no):
-            seconds = _timed_run(benchmark, envs[level], cwd, level, scratch)
+            seconds = _timed_run(benchmark, envs[level], cwd, level, scratch, visible, private)
             if round_no >= benchmark.warmup:
                 times[level].append(seconds)
             progress(level, round_no + 1, rounds)
@@ -122,30 +125,42 @@ def round_order(levels: list[str], round_no: int) -> list[str]:
 
 
 def _timed_run(
-    benchmark: Benchmark, env: dict[str, str], cwd: Path, level: str, scratch: Path
+    benchmark: Benchmark,
+    env: dict[str, str],
+    cwd: Path,
+    level: str,
+    scratch: Path,
+    visible: list[Path],
+    private: Path,
 ) -> float:
-    command = sandbox.wrap_benchmark(["/bin/sh", "-c", benchmark.command], scratch, cwd)
+    jail = sandbox.wrap_benchmark(
+        ["/bin/sh", "-c", benchmark.command], scratch, cwd, visible, private
+    )
     start = time.perf_counter()
+    proc = subprocess.Popen(
+        jail.command,
+        cwd="/",
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            command,
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=benchmark.timeout,
-        )
+        _, err = proc.communicate(timeout=benchmark.timeout)
     except subprocess.TimeoutExpired:
+        sandbox.stop(proc.pid)
+        proc.communicate()
         raise BenchmarkError(
             f"benchmark at level {level} ran longer than {benchmark.timeout:g}s: "
             f"{benchmark.command}"
         ) from None
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
+        message = err.decode("utf-8", "replace").strip()[-1500:]
         raise BenchmarkError(
             f"benchmark command failed at level {level} (exit {proc.returncode}): "
-            f"{benchmark.command}\n{proc.stderr.strip()[-1500:]}"
+            f"{benchmark.command}\n{message}"
         )
     return seconds
 

@@ -4,9 +4,10 @@ This file runs *inside* the build sandbox, where the network namespace has only 
 It must stay standalone (standard library only): deepdeb copies it into the sandbox and
 runs it with the system Python, so that nothing of the host's Python setup is needed there.
 
-Every attempt is appended as one JSON line to the log file:
-``{"kind": "dns"|"http"|"connect", "host": ..., "port": ..., "url": ...}``.
-Usage: ``python3 netguard.py LOGFILE -- COMMAND...``
+Every attempt is written as one JSON line to a descriptor deepdeb opened on a file of its
+own: ``{"kind": "dns"|"http"|"connect", "host": ..., "port": ..., "url": ...}``. The
+command (the build, below the drop to the unprivileged user) does not inherit it.
+Usage: ``python3 netguard.py --attempts-fd N -- COMMAND...``
 """
 
 from __future__ import annotations
@@ -22,18 +23,17 @@ import threading
 from urllib.parse import urlsplit
 
 _lock = threading.Lock()
+_log_fd = -1
 
 
-def _record(log: str, **attempt: object) -> None:
-    line = json.dumps(attempt, sort_keys=True) + "\n"
-    with _lock, open(log, "a", encoding="utf-8") as f:
-        f.write(line)
+def _record(**attempt: object) -> None:
+    line = (json.dumps(attempt, sort_keys=True) + "\n").encode()
+    with _lock:
+        os.write(_log_fd, line)
 
 
 class _ProxyHandler(socketserver.StreamRequestHandler):
     """Answers every proxy request with 403 after writing down what was asked for."""
-
-    log = ""
 
     def handle(self) -> None:
         try:
@@ -46,15 +46,19 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
         method, target = parts[0].upper(), parts[1]
         if method == "CONNECT":
             host, _, port = target.rpartition(":")
-            _record(
-                self.log, kind="connect", host=host.strip("[]"), port=int(port or 443), url=None
-            )
+            try:
+                number = int(port or 443)
+            except ValueError:
+                number = 0
+            _record(kind="connect", host=host.strip("[]"), port=number, url=None)
         else:
             url = urlsplit(target)
             default = 443 if url.scheme == "https" else 80
-            _record(
-                self.log, kind="http", host=url.hostname or "", port=url.port or default, url=target
-            )
+            try:
+                number = url.port or default
+            except ValueError:
+                number = default
+            _record(kind="http", host=url.hostname or "", port=number, url=target)
         body = b"deepdeb: builds have no network access\n"
         self.wfile.write(
             b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nConnection: close\r\n"
@@ -78,7 +82,7 @@ def _dns_name(packet: bytes) -> tuple[str, int]:
     return ".".join(labels), offset + 5
 
 
-def _serve_dns(sock: socket.socket, log: str) -> None:
+def _serve_dns(sock: socket.socket) -> None:
     """Answer every query NXDOMAIN, recording the name (every resolver gives up at once)."""
     while True:
         try:
@@ -88,25 +92,25 @@ def _serve_dns(sock: socket.socket, log: str) -> None:
         if len(packet) < 12:
             continue
         name, end = _dns_name(packet)
-        _record(log, kind="dns", host=name, port=53, url=None)
+        _record(kind="dns", host=name, port=53, url=None)
         (ident,) = struct.unpack("!H", packet[:2])
         header = struct.pack("!HHHHHH", ident, 0x8183, 1, 0, 0, 0)  # response, NXDOMAIN
         sock.sendto(header + packet[12:end], peer)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 3 or argv[1] != "--":
-        print("usage: netguard.py LOGFILE -- COMMAND...", file=sys.stderr)
+    global _log_fd
+    if len(argv) < 4 or argv[0] != "--attempts-fd" or argv[2] != "--":
+        print("usage: netguard.py --attempts-fd N -- COMMAND...", file=sys.stderr)
         return 2
-    log, command = argv[0], argv[2:]
-    open(log, "a").close()
-    _ProxyHandler.log = log
+    _log_fd, command = int(argv[1]), argv[3:]
+    os.set_inheritable(_log_fd, False)  # the build never gets it
     proxy = _Proxy(("127.0.0.1", 0), _ProxyHandler)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         dns.bind(("127.0.0.1", 53))
-        threading.Thread(target=_serve_dns, args=(dns, log), daemon=True).start()
+        threading.Thread(target=_serve_dns, args=(dns,), daemon=True).start()
     except OSError as e:  # without the privilege to bind port 53 lookups fail unrecorded
         print(f"netguard: no DNS stub ({e})", file=sys.stderr)
     url = f"http://127.0.0.1:{proxy.server_address[1]}"

@@ -35,6 +35,7 @@ from .measure import LevelResult, Runtime, decide, plan_levels, run_benchmarks, 
 from .reach import Reach
 from .recipe import Recipe
 from .report import BuildReport
+from .sandbox import read_regular
 from .util import atomic_write_text
 from .verify import run_lintian, verify_installed
 
@@ -99,6 +100,7 @@ def run_build(
             notes.append("not redistributable: built in the fat layout, for this machine")
             layout = "fat"
         plan = _plan(recipe, tree, host)
+        epoch = source_date_epoch(tree / "debian" / "changelog")
         console.print(
             f"host: {host.microarchitecture} ({host.vendor}), level {host.level}; "
             f"levels to build: {', '.join(plan.levels) or 'none (stock build)'}"
@@ -126,6 +128,7 @@ def run_build(
                 work,
                 staging,
                 reaches,
+                epoch,
                 local=local,
             )
             for built in report.packages:
@@ -137,7 +140,7 @@ def run_build(
             if lintian:
                 console.print("running lintian ...")
                 report.lintian = run_lintian(report.packages)
-            _write_buildinfo(staging, recipe, package, report, variants)
+            _write_buildinfo(staging, recipe, package, report, variants, epoch)
             _publish(staging, out, report, variants)
             report.work_dir = work if keep_work else None
         finally:
@@ -181,6 +184,7 @@ def _write_buildinfo(
     package: SourcePackage,
     report: BuildReport,
     variants: dict[str, VariantBuild],
+    epoch: int,
 ) -> None:
     base = variants[BASELINE]
     arch = next((p.architecture for p in report.packages if p.architecture != "all"), "all")
@@ -192,7 +196,7 @@ def _write_buildinfo(
         report.chroot,
         {level: v.flags for level, v in variants.items()},
         report.shipped_levels,
-        source_date_epoch(base),
+        epoch,
         report.packages,
         buildinfo.dpkg_buildinfo(base.directory),
     )
@@ -329,8 +333,8 @@ def _publish(
     """Move finished files into ``out``; remove what an earlier run left that is now stale."""
     logs = staging / "logs"
     logs.mkdir()
-    for level, variant in variants.items():
-        shutil.copyfile(variant.log, logs / f"{level}.log")
+    for level, variant in variants.items():  # deepdeb's own logs: the last 64 MiB of each
+        (logs / f"{level}.log").write_bytes(read_regular(variant.log, 64 << 20))
     previous = _previous_outputs(out)
     for package in report.packages:
         os.replace(package.file, out / package.file.name)
