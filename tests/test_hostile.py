@@ -306,3 +306,47 @@ def test_a_benchmark_sees_no_secrets_and_no_privileges(
     )
     report = build(vecmath_recipe(tmp_path, checks), tmp_path / "out", levels=["x86-64-v2"])
     assert report.levels[1].measured  # every check passed at every run
+
+
+POSTINST = """#!/bin/sh
+# A built package's maintainer script, run by dpkg as root in the check root.
+probe() { name=$1; shift
+    if "$@" >/dev/null 2>&1; then echo "$name: escaped"; else echo "$name: contained"; fi; }
+{
+    probe mount mount -t tmpfs none /mnt
+    probe mknod mknod /dev/deepdeb-disk b 8 0
+    probe network python3 -c "import socket; socket.create_connection(('1.1.1.1', 53), timeout=3)"
+    probe module modprobe -n dummy
+    probe raw-disk sh -c 'ls /dev | grep -Eq "^(sd|vd|nvme)"'
+} > /postinst-probes
+exit 0
+"""
+
+
+@pytest.mark.slow
+def test_maintainer_scripts_of_built_packages_stay_in_their_root(tmp_path: Path) -> None:
+    """The loader checks install the built packages, so dpkg runs their maintainer scripts
+    as root: with no network and without the capabilities to mount, make devices or
+    load modules."""
+    from deepdeb import cleanroom
+
+    tree = tmp_path / "pkg"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN/control").write_text(
+        "Package: hostile-postinst\nVersion: 1.0\nArchitecture: all\n"
+        "Maintainer: deepdeb test suite <deepdeb@example.org>\nDepends: python3\n"
+        "Description: a package whose postinst attacks (test)\n"
+    )
+    (tree / "DEBIAN/postinst").write_text(POSTINST)
+    (tree / "DEBIAN/postinst").chmod(0o755)
+    deb = tmp_path / "hostile-postinst_1.0_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", tree, deb], check=True,
+                   capture_output=True)  # fmt: skip
+    root = tmp_path / "root"
+    cleanroom.unpack_chroot(cleanroom.runtime_chroot(), root)
+    proc = cleanroom.install_packages(root, [deb])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = dict(line.split(": ") for line in (root / "postinst-probes").read_text().splitlines())
+    assert results == dict.fromkeys(
+        ("mount", "mknod", "network", "module", "raw-disk"), "contained"
+    )

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import sandbox
 from .errors import DeepdebError, MissingBuildDepsError
 from .sandbox import BUILD_USER
 from .sandbox import HOME as SANDBOX_HOME
@@ -243,11 +244,25 @@ def unpack_chroot(chroot: Chroot, dest: Path) -> None:
     run(["tar", "-xf", chroot.tarball, "-C", dest, "--numeric-owner", "--exclude=./dev/*"])
 
 
-def _bwrap_root(root: Path, binds: Sequence[tuple[str, str, str]]) -> list[str]:
-    """bwrap around a command run as root *in* the chroot, with the network (apt only)."""
+# What apt and dpkg need as root in a root (files owned by others, dropping to _apt,
+# file capabilities set by postinst scripts). Not there: mounting, device nodes, raw I/O,
+# modules, ptrace, opening files by handle: a maintainer script cannot reach the host.
+ROOT_CAPS = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_SETUID", "CAP_SETGID",
+    "CAP_SETPCAP", "CAP_SETFCAP", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+)  # fmt: skip
+
+
+def _bwrap_root(
+    root: Path, binds: Sequence[tuple[str, str, str]], caps: Sequence[str]
+) -> list[str]:
+    """bwrap around a command run in the unpacked chroot ``root``."""
     args = ["bwrap", "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc"]
     # /tmp must be world-writable: apt drops to the _apt user to verify signatures.
-    args += ["--unshare-pid", "--die-with-parent", "--perms", "1777", "--tmpfs", "/tmp"]
+    args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
+    args += ["--new-session", "--perms", "1777", "--tmpfs", "/tmp", "--cap-drop", "ALL"]
+    for cap in caps:
+        args += ["--cap-add", cap]
     for kind, src, dest in binds:
         args += [kind, src, dest]
     return args
@@ -260,12 +275,14 @@ def in_root(
     env: dict[str, str] | None = None,
     check: bool = True,
     network: bool = True,
+    as_build_user: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` as root inside the unpacked chroot ``root`` (with the network unless
-    ``network`` is false).
+    """Run ``command`` inside the unpacked chroot ``root``: as root with only
+    :data:`ROOT_CAPS` (apt, dpkg, ldconfig), or, ``as_build_user``, as the unprivileged
+    build user with no capabilities at all (anything that runs code of built packages).
+    With the network unless ``network`` is false.
 
-    For setting a root up (apt) and for checks on what was installed in it; builds use the
-    sandbox instead (:func:`deepdeb.sandbox.wrap_chroot`), which has no network.
+    Builds use the sandbox instead (:func:`deepdeb.sandbox.wrap_chroot`).
     """
     resolv = root / "etc" / "resolv.conf"
     if resolv.is_symlink() or not resolv.exists():
@@ -275,15 +292,20 @@ def in_root(
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "DEBIAN_FRONTEND": "noninteractive",
         "LC_ALL": "C.UTF-8",
-        "HOME": "/root",
+        "HOME": "/tmp" if as_build_user else "/root",
     }
     all_binds = [("--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"), *binds]
-    jail = _bwrap_root(root, all_binds) + ([] if network else ["--unshare-net"])
+    caps = ROOT_CAPS[4:7] if as_build_user else ROOT_CAPS  # setpriv needs SETUID/GID/PCAP
+    jail = _bwrap_root(root, all_binds, caps) + ([] if network else ["--unshare-net"])
+    if as_build_user:
+        drop = sandbox.drop_privileges()
+        command = [*drop[drop.index("setpriv") :], *command]
     return run([*jail, *command], env={**base, **(env or {})}, check=check)
 
 
 def apt_cache_binds() -> list[tuple[str, str, str]]:
-    """deepdeb's cache of downloaded .debs, bound where apt keeps them in a root."""
+    """deepdeb's cache of downloaded .debs, bound where apt keeps them in a root (apt
+    checks every cached package against the signed index before it installs it)."""
     archives = cache_root() / "apt-archives"
     (archives / "partial").mkdir(parents=True, exist_ok=True)
     return [("--bind", str(archives), "/var/cache/apt/archives")]
@@ -299,17 +321,24 @@ def install_packages(
 ) -> subprocess.CompletedProcess[str]:
     """apt-get install package files (and archive packages ``extra``) into ``root``:
     dependencies come from the archive, dpkg runs the maintainer scripts and triggers.
-    Returns apt's result; the caller decides what a failure means."""
+
+    The packages are untrusted: apt downloads what they need first, then installs with no
+    network, so that their maintainer scripts cannot reach anything. Returns apt's result;
+    the caller decides what a failure means.
+    """
     install = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
     install += [f"/deepdeb-debs/{d.name}" for d in debs] + list(extra)
     binds = [*apt_cache_binds(), *deb_binds(debs)]
-    proc = in_root(root, install, binds, check=False)
-    if proc.returncode != 0 and re.search(
-        r"404\s+Not Found|Unable to fetch", proc.stdout + proc.stderr
+    fetched = in_root(root, [*install, "--download-only"], binds, check=False)
+    if fetched.returncode != 0 and re.search(
+        r"404\s+Not Found|Unable to fetch", fetched.stdout + fetched.stderr
     ):
         in_root(root, ["apt-get", "update", "-q"], binds, check=False)  # the archive moved on
-        proc = in_root(root, install, binds, check=False)
-    return proc
+        fetched = in_root(root, [*install, "--download-only"], binds, check=False)
+    if fetched.returncode != 0:
+        return fetched
+    # (--no-download would be the natural flag, but apt refuses it with package files)
+    return in_root(root, install, binds, check=False, network=False)
 
 
 def install_build_deps(root: Path, tree: Path, source: str) -> None:

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import cleanroom
+from . import cleanroom, sandbox
 from .errors import DeepdebError
 
 DATASET_PACKAGE = {"fashion-mnist": "dataset-fashion-mnist"}
@@ -183,6 +183,7 @@ def run_sanity(
     installed = time.monotonic() - start
     results = work / "results"
     results.mkdir()
+    sandbox.hand_over(results)  # the test runs the framework's code: as the build user
     binds = [
         ("--ro-bind", str(tests), "/deepdeb-tests"),
         ("--bind", str(results), "/deepdeb-results"),
@@ -191,7 +192,7 @@ def run_sanity(
     start = time.monotonic()
     proc = cleanroom.in_root(
         root, [f"/deepdeb-tests/{script.name}"], binds=binds, env=env, check=False,
-        network=False,
+        network=False, as_build_user=True,
     )  # fmt: skip
     tested = time.monotonic() - start
     try:

@@ -117,10 +117,15 @@ class InstalledRoot:
         self.path = path
         self.binds = [("--ro-bind", str(probe), PROBE)]
 
-    def run(self, command: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    def run(
+        self, command: Sequence[str], env: Mapping[str, str] | None = None, user: bool = False
+    ) -> str:
+        """Run a command offline in the root: as root (ldconfig, update-alternatives) or,
+        ``user``, as the build user (anything that loads the packages' code)."""
         proc = cleanroom.in_root(
-            self.path, command, self.binds, env=dict(env or {}), check=False, network=False
-        )
+            self.path, command, self.binds, env=dict(env or {}), check=False, network=False,
+            as_build_user=user,
+        )  # fmt: skip
         if proc.returncode != 0:
             raise VerifyError(
                 f"in the installed root, {' '.join(command)} failed:\n"
@@ -132,10 +137,10 @@ class InstalledRoot:
         """soname -> the file the loader mapped for it, symlinks resolved in the root."""
         if method == "tunables":
             mask = tunables_mask(level)
-            out = self.run([PROBE, *sonames], {"GLIBC_TUNABLES": mask} if mask else {})
+            out = self.run([PROBE, *sonames], {"GLIBC_TUNABLES": mask} if mask else {}, True)
         else:
             mask = hwcaps_mask_option(level)
-            out = self.run([LOADER, "--glibc-hwcaps-mask", mask, PROBE, *sonames])
+            out = self.run([LOADER, "--glibc-hwcaps-mask", mask, PROBE, *sonames], user=True)
         found = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
         return {name: resolve_in_root(self.path, path) for name, path in found.items()}
 
@@ -143,10 +148,11 @@ class InstalledRoot:
         """soname -> file, as ``ld.so --list`` resolves the needs of ``consumer``."""
         if method == "tunables":
             mask = tunables_mask(level)
-            out = self.run([LOADER, "--list", consumer], {"GLIBC_TUNABLES": mask} if mask else {})
+            env = {"GLIBC_TUNABLES": mask} if mask else {}
+            out = self.run([LOADER, "--list", consumer], env, user=True)
         else:
             mask = hwcaps_mask_option(level)
-            out = self.run([LOADER, "--glibc-hwcaps-mask", mask, "--list", consumer])
+            out = self.run([LOADER, "--glibc-hwcaps-mask", mask, "--list", consumer], user=True)
         found = re.findall(r"^\s*(\S+) => (\S+) \(0x", out, flags=re.M)
         return {name: resolve_in_root(self.path, path) for name, path in found}
 
