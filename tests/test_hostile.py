@@ -7,8 +7,10 @@ import io
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import zipfile
@@ -19,7 +21,7 @@ import pytest
 from conftest import FIXTURES, build, vecmath_recipe
 from wheelmaker import make_wheel, record_hash
 
-from deepdeb import fetch
+from deepdeb import audit, fetch, inventory
 from deepdeb.errors import BuildError, SourceError
 from deepdeb.pywheel import PackageSpec, build_package
 from deepdeb.util import cache_root
@@ -350,3 +352,112 @@ def test_maintainer_scripts_of_built_packages_stay_in_their_root(tmp_path: Path)
     assert results == dict.fromkeys(
         ("mount", "mknod", "network", "module", "raw-disk"), "contained"
     )
+
+
+# --- parsers that must not crash or hang --------------------------------------------------
+
+
+def test_inventory_reads_hostile_trees_without_crashing_or_hanging(tmp_path: Path) -> None:
+    (tmp_path / "WORKSPACE").write_bytes(b'http_archive(name = "x\0y", url = "http://a")\n')
+    (tmp_path / "deep").mkdir()
+    (tmp_path / "deep/deps.bzl").write_text("X = " + "[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "rust").mkdir()
+    (tmp_path / "rust/Cargo.lock").write_text(
+        '[[package]]\nname = 5\nversion = "1"\nsource = "registry+https://example.org"\n'
+    )
+    (tmp_path / "fifo").mkdir()
+    os.mkfifo(tmp_path / "fifo/WORKSPACE")  # a plain open() would wait forever
+    os.mkfifo(tmp_path / "fifo/requirements.txt")
+    (tmp_path / "fifo/CMakeLists.txt").symlink_to("/dev/zero")  # would never end
+    result = inventory.scan(tmp_path)
+    notes = {i.file: i.note or "" for i in result.inputs if i.kind == "unparsed"}
+    assert "null bytes" in notes["WORKSPACE"]
+    assert "deep/deps.bzl" in notes
+    assert "name and version must be strings" in notes["rust/Cargo.lock"]
+    assert not any(i.file.startswith("fifo/") for i in result.inputs)
+
+
+def test_audit_of_hostile_trees_is_a_verdict_not_a_hang(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    verdict = audit.audit_target(empty, tmp_path / "w1").verdict
+    assert (verdict.area, verdict.redistributable) == ("local-only", False)
+    assert "needs human review" in " ".join(verdict.redistributable_reasons)
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    (fifo / "mit.c").write_text("// SPDX-License-Identifier: MIT\nint x;\n")
+    os.mkfifo(fifo / "LICENSE")
+    (fifo / "COPYING").symlink_to("/dev/zero")
+    result = audit.audit_target(fifo, tmp_path / "w2")
+    assert [f.path for f in result.verdict.files] == ["mit.c"]
+    garbage = tmp_path / "garbage-1.0-py3-none-any.whl"
+    garbage.write_bytes(b"not a zip")
+    with pytest.raises(WheelError, match="not a wheel"):
+        audit.audit_target(garbage, tmp_path / "w3")
+
+
+# --- interrupted runs -----------------------------------------------------------------------
+
+
+def _start_and_stop(recipe: Path, out: Path, env: dict[str, str], how: int) -> str:
+    """Start a build of the sleeping fixture, send ``how`` once it builds; its stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepdeb", "build", str(recipe), "--out", str(out)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    logs = Path(env["TMPDIR"]).glob
+    deadline = time.monotonic() + 120
+    while not list(logs("deepdeb-hostile-*/logs/*.log")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # the builds are in their sandboxes now
+    proc.send_signal(how)
+    _, err = proc.communicate(timeout=60)
+    time.sleep(0.5)
+    return err
+
+
+@pytest.mark.slow
+def test_interrupted_runs_stop_their_builds_and_leave_nothing_unsaid(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = out / ".staging-killed"  # complete packages a killed run left half-published
+    stale.mkdir()
+    (stale / ".deepdeb-pid").write_text(f"{dead.pid}\n")
+    (stale / "libfoo1_1.0-1_amd64.deb").write_bytes(b"!<arch>\n")
+    recipe = hostile(tmp_path, "sleep")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch))
+    # SIGTERM: like Ctrl-C, the builds stop and the scratch directory is named
+    err = _start_and_stop(recipe, out, env, signal.SIGTERM)
+    assert f"removing {stale}, left by an interrupted run" in err.replace("\n", "")
+    assert "interrupted" in err and "work directory kept for inspection:" in err
+    assert no_build_processes_left()
+    assert list(out.iterdir()) == []
+    for kept in scratch.glob("deepdeb-hostile-*"):
+        shutil.rmtree(kept)
+    # SIGKILL: nothing can run then; the builds die with it, and the next run names the
+    # scratch directory it left
+    _start_and_stop(recipe, out, env, signal.SIGKILL)
+    assert no_build_processes_left()
+    (killed,) = scratch.glob("deepdeb-hostile-*")
+    (recipe.parent / "hostile-1.0" / "mode").write_text("tmp\n")  # a quick failure now
+    again = subprocess.run(
+        [sys.executable, "-m", "deepdeb", "build", str(recipe), "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert f"{killed} was left by an interrupted run" in again.stderr.replace("\n", "")
+
+
+def test_leftovers_are_those_of_dead_runs(tmp_path: Path) -> None:
+    from deepdeb.pipeline import leftovers
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for name, pid in (("deepdeb-a-1", dead.pid), ("deepdeb-b-2", os.getpid())):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / ".deepdeb-pid").write_text(f"{pid}\n")
+    (tmp_path / "deepdeb-c-3").mkdir()  # not deepdeb's (no owner): never touched
+    assert leftovers(tmp_path, "deepdeb-") == [tmp_path / "deepdeb-a-1"]

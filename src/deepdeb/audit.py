@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import tomllib
 import zipfile
@@ -39,6 +40,7 @@ from .errors import DeepdebError
 from .fetch import SourcePackage, obtain, unpack
 from .recipe import Recipe, load_recipe
 from .util import run
+from .wheel import open_wheel
 
 SEVERITY = ("free", "non-free", "unknown", "not-redistributable")
 AREA_ORDER = ("main", "contrib", "non-free", "local-only")
@@ -222,10 +224,23 @@ def _metadata_license(path: Path) -> str | None:
 
 
 def _files(root: Path) -> list[str]:
+    """Regular files below ``root`` (also through links that stay inside it): a FIFO, a
+    device or a link to one would hang or flood the scan, and is no licence text."""
     found = []
+    real_root = os.path.realpath(root)
     for directory, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if d not in (".git", ".svn", ".hg")]
-        found += [os.path.relpath(os.path.join(directory, n), root) for n in names]
+        for name in names:
+            path = os.path.join(directory, name)
+            target = os.path.realpath(path)
+            if os.path.commonpath([real_root, target]) != real_root:
+                continue
+            try:
+                regular = stat.S_ISREG(os.stat(target).st_mode)
+            except OSError:
+                continue
+            if regular:
+                found.append(os.path.relpath(path, root))
     return sorted(found)
 
 
@@ -475,6 +490,8 @@ def decide(
     by_class: dict[str, list[str]] = {c: [] for c in SEVERITY}
     for f in files:
         by_class[f.classification].append(f.path)
+    if not files and not ml:  # nothing says what the licence is: never silently free
+        by_class["unknown"].append("(no files at all)")
     for m in ml:
         by_class[m.classification].append(f"{m.kind} {m.name}")
     area_reasons: list[str] = []
@@ -686,9 +703,10 @@ def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
             str(target), decide(scan(tree, deep), [], deps), fields["Package"], target.name
         )
     if target.suffix == ".whl":
+        open_wheel(target)  # a wheel: structure, paths and size checked before extracting
         tree = work / "wheel"
         with zipfile.ZipFile(target) as wheel:
-            wheel.extractall(tree)  # zipfile refuses absolute and ".." member names
+            wheel.extractall(tree)
         return AuditResult(
             str(target), decide(scan(tree, deep)), target.name.split("-")[0], target.name
         )

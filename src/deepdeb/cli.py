@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -256,10 +258,21 @@ def _cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: builds are stopped, scratch kept and named, nothing
+    half-written is left in the output."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     out = Console()
     err = Console(stderr=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command == "cpu":
             return _cmd_cpu(args, out)
@@ -275,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     except DeepdebError as e:
         err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         err.print("[bold red]interrupted[/bold red]: nothing was written to the output")
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -117,29 +118,46 @@ def _bazel_inputs(rel: str, call: starlark.RuleCall) -> Input | None:
     )
 
 
+# Files larger than this are not declarations anyone writes by hand: not read.
+MAX_FILE_BYTES = 16 << 20
+_UNPARSEABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
+
+
+def read(path: Path) -> str:
+    """A file of the scanned tree as text: at most MAX_FILE_BYTES, and only a regular file
+    (a FIFO would hang the scan, a device flood it)."""
+    with open(path, "rb", opener=_nonblocking) as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+    return data.decode("utf-8", "replace")
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW)
+
+
 def scan_bazel(root: Path, files: list[Path]) -> Iterator[Input]:
     """All Bazel files together: constants in one file are often used in another."""
     sources: dict[Path, str] = {}
     known: dict[str, Any] = {}
     for path in files:
         try:
-            sources[path] = path.read_text(encoding="utf-8", errors="replace")
+            sources[path] = read(path)
             tree = starlark.parse(sources[path])
-        except SyntaxError:
+        except (OSError, *_UNPARSEABLE):
             continue
         known.update(starlark.constants(tree, known))
     for path, text in sources.items():
         rel = path.relative_to(root).as_posix()
         try:
             calls = list(starlark.rule_calls(text, known))
-        except SyntaxError as e:
-            yield Input(
-                "unparsed",
-                path.name,
-                rel,
-                e.lineno or 0,
-                note=f"not parseable as Starlark: {e.msg}",
-            )
+        except _UNPARSEABLE as e:
+            line = e.lineno or 0 if isinstance(e, SyntaxError) else 0
+            why = e.msg if isinstance(e, SyntaxError) else str(e) or type(e).__name__
+            yield Input("unparsed", path.name, rel, line, note=f"not parseable as Starlark: {why}")
             continue
         for call in calls:
             found = _bazel_inputs(rel, call)
@@ -182,7 +200,7 @@ def scan_cmake(root: Path, files: list[Path]) -> Iterator[Input]:
     parsed = []
     variables: dict[str, str] = {}
     for path in files:
-        cmds = list(cmake.commands(path.read_text(encoding="utf-8", errors="replace")))
+        cmds = list(cmake.commands(read(path)))
         parsed.append((path, cmds))
         for c in cmds:
             if c.name == "set" and len(c.args) >= 2:
@@ -260,7 +278,7 @@ def _cmake_fetch(rel: str, c: cmake.Command, args: list[str]) -> Input:
 def scan_deps_txt(root: Path, path: Path) -> Iterator[Input]:
     """``name;url;hash`` manifests (as onnxruntime's cmake/deps.txt)."""
     rel = path.relative_to(root).as_posix()
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    for number, line in enumerate(read(path).splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -280,10 +298,10 @@ def scan_redistrib_json(root: Path, path: Path) -> Iterator[Input]:
     """NVIDIA-style manifests of redistributable archives: the sizes are known here."""
     rel = path.relative_to(root).as_posix()
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read(path))
     except ValueError:
         return
-    lines = path.read_text().splitlines()
+    lines = read(path).splitlines()
     for component, entry in data.items() if isinstance(data, dict) else []:
         if not isinstance(entry, dict):
             continue
@@ -313,7 +331,7 @@ def scan_requirements(root: Path, path: Path) -> Iterator[Input]:
     rel = path.relative_to(root).as_posix()
     logical: list[tuple[int, str]] = []
     pending, start = "", 0
-    for number, raw in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    for number, raw in enumerate(read(path).splitlines(), start=1):
         text = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
         if not pending:
             start = number
@@ -357,10 +375,10 @@ def scan_requirements(root: Path, path: Path) -> Iterator[Input]:
 def scan_pyproject(root: Path, path: Path) -> Iterator[Input]:
     rel = path.relative_to(root).as_posix()
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(read(path))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return
-    lines = path.read_text().splitlines()
+    lines = read(path).splitlines()
     for requirement in data.get("build-system", {}).get("requires", []):
         match = _REQ.match(requirement)
         if match:
@@ -377,13 +395,15 @@ def scan_pyproject(root: Path, path: Path) -> Iterator[Input]:
 
 def scan_cargo_lock(root: Path, path: Path) -> Iterator[Input]:
     rel = path.relative_to(root).as_posix()
-    text = path.read_text()
+    text = read(path)
     starts = [i for i, t in enumerate(text.splitlines(), 1) if t.strip() == "[[package]]"]
     for line, pkg in zip(starts, tomllib.loads(text).get("package", []), strict=False):
         source = pkg.get("source")
         if not source:
             continue  # a member of this workspace
         name, version = pkg["name"], pkg["version"]
+        if not isinstance(name, str) or not isinstance(version, str):
+            raise ValueError(f"package at line {line}: name and version must be strings")
         if source.startswith("git+"):
             url, _, commit = source[4:].partition("#")
             hash_ = f"commit:{commit}" if commit else None
@@ -395,7 +415,7 @@ def scan_cargo_lock(root: Path, path: Path) -> Iterator[Input]:
 
 def scan_go_sum(root: Path, path: Path) -> Iterator[Input]:
     rel = path.relative_to(root).as_posix()
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read(path).splitlines(), start=1):
         parts = line.split()
         if len(parts) != 3 or parts[1].endswith("/go.mod"):
             continue
@@ -414,7 +434,7 @@ def scan_go_sum(root: Path, path: Path) -> Iterator[Input]:
 
 def scan_package_lock(root: Path, path: Path) -> Iterator[Input]:
     rel = path.relative_to(root).as_posix()
-    text = path.read_text()
+    text = read(path)
     data = json.loads(text)
     lines = text.splitlines()
 
@@ -449,7 +469,7 @@ def scan_package_lock(root: Path, path: Path) -> Iterator[Input]:
 def scan_gitmodules(root: Path, path: Path) -> Iterator[Input]:
     rel = path.relative_to(root).as_posix()
     sections: list[tuple[str, int, dict[str, str]]] = []
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    for number, raw in enumerate(read(path).splitlines(), start=1):
         line = raw.strip()
         header = re.match(r'\[submodule\s+"([^"]+)"\]', line)
         if header:
@@ -540,6 +560,8 @@ def scan(root: Path, index: SourceIndex | None = None) -> Inventory:
         for name in sorted(filenames):
             count += 1
             path = Path(dirpath) / name
+            if not stat.S_ISREG(path.lstat().st_mode):
+                continue  # links, FIFOs, devices: no declarations to read
             if name in _BAZEL or name.endswith(".bzl"):
                 bazel.append(path)
             elif name == "CMakeLists.txt" or name.endswith(".cmake"):
@@ -549,7 +571,7 @@ def scan(root: Path, index: SourceIndex | None = None) -> Inventory:
                 if scanner is not None:
                     try:
                         inputs.extend(scanner(root, path))
-                    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+                    except (OSError, KeyError, TypeError, AttributeError, *_UNPARSEABLE) as e:
                         inputs.append(
                             Input(
                                 "unparsed",

@@ -55,9 +55,51 @@ def _progress(console: Console) -> Progress:
     )
 
 
+_OWNER = ".deepdeb-pid"  # in every scratch directory: the process it belongs to
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner(directory: Path) -> int | None:
+    try:
+        return int((directory / _OWNER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def leftovers(parent: Path, prefix: str) -> list[Path]:
+    """Directories ``prefix*`` in ``parent`` left by runs that are no longer running (killed,
+    or whose machine rebooted)."""
+    found = []
+    for directory in sorted(parent.glob(f"{prefix}*")):
+        owner = _owner(directory)
+        if directory.is_dir() and not directory.is_symlink() and owner and not _alive(owner):
+            found.append(directory)
+    return found
+
+
+def _scratch(prefix: str, parent: Path | None = None) -> Path:
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    (directory / _OWNER).write_text(f"{os.getpid()}\n")
+    return directory
+
+
 @contextlib.contextmanager
 def _workdir(name: str, keep: bool, console: Console) -> Iterator[Path]:
-    work = Path(tempfile.mkdtemp(prefix=f"deepdeb-{name}-"))
+    for old in leftovers(Path(tempfile.gettempdir()), "deepdeb-"):
+        console.print(
+            f"[yellow]note: {old} was left by an interrupted run; remove it when done with "
+            "it[/yellow]"
+        )
+    work = _scratch(f"deepdeb-{name}-")
     try:
         yield work
     except BaseException:
@@ -84,6 +126,10 @@ def run_build(
     if backend not in BACKENDS:
         raise DeepdebError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     host = host_cpu()
+    if out.is_dir():
+        for stale in leftovers(out, ".staging-"):  # what a killed run had not yet published
+            console.print(f"removing {stale}, left by an interrupted run")
+            shutil.rmtree(stale, ignore_errors=True)
     package = obtain(recipe.source)
     with _workdir(package.name, keep_work, console) as work:
         tree = unpack(package, work / "depcheck")
@@ -117,7 +163,7 @@ def run_build(
         report.layout = layout
         report.libraries = [r for name in sorted(reaches) for r in reaches[name]]
         kept = [lv for lv in report.shipped_levels if lv != BASELINE]
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=_ensure(out)))
+        staging = _scratch(".staging-", _ensure(out))
         try:
             report.packages = assemble(
                 variants,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -20,19 +22,38 @@ def run(
     env: Mapping[str, str] | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command, capturing text output; a missing program is a DeepdebError."""
+    """Run a command, capturing text output; a missing program is a DeepdebError.
+
+    The command gets a process group of its own, stopped whole if deepdeb is interrupted
+    (lintian, for one, runs helpers that would outlive it).
+    """
     try:
-        proc = subprocess.run(
-            [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True
+        proc = subprocess.Popen(
+            [str(c) for c in cmd],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
     except FileNotFoundError:
         raise DeepdebError(f"required program not found: {cmd[0]}") from None
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if check and proc.returncode != 0:
         raise DeepdebError(
             f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"
-            f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
+            f"{(err or out).strip()[-2000:]}"
         )
-    return proc
+    return result
 
 
 def sha256_file(path: Path) -> str:
