@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -218,3 +219,91 @@ def test_a_failed_first_publish_leaves_no_half_made_repository(
     assert not (repo / "conf").exists() and not (repo / ".new").exists()
     result = publish.publish([_out(quick_build)], repo)  # the real gpg: works now
     assert len(result.fingerprint) == 40
+
+
+# --- a publish that goes wrong -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        "[]",
+        '{"packages": {"file": "x.deb"}}',
+        '{"packages": [{"file": "../../../etc/passwd.deb", "package": "x", "version": "1",'
+        ' "architecture": "all", "sha256": "00"}]}',
+        '{"packages": [{"file": "x_1_all.deb", "package": 5}]}',
+        '{"packages": ["x_1_all.deb"]}',
+    ],
+)
+def test_a_malformed_report_is_an_error_not_a_traceback(tmp_path: Path, report: str) -> None:
+    (tmp_path / "report.json").write_text(report)
+    with pytest.raises(publish.PublishError, match="report"):
+        publish.publish([tmp_path], tmp_path / "repo")
+    assert not (tmp_path / "repo" / "pool").exists()
+
+
+def _served(repo: Path) -> bytes:
+    return (repo / "dists/bookworm/main/binary-amd64/Packages").read_bytes()
+
+
+def test_an_interrupted_publish_is_undone_and_the_next_one_completes(
+    quick_build: BuildReport, local_only: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    publish.publish([_out(quick_build)], repo)
+    before, signed = _served(repo), (repo / "dists/bookworm/InRelease").read_bytes()
+    rebuilt = _rebuilt_copy(_out(quick_build), tmp_path / "rebuilt", "vecmath-bench")
+    report = json.loads((rebuilt / "report.json").read_text())
+    for entry in report["packages"]:  # a newer version of every package
+        old = rebuilt / entry["file"]
+        entry["version"] = entry["version"].replace("+hwcaps1", "+hwcaps2")
+        tree = tmp_path / "t"
+        subprocess.run(["dpkg-deb", "-R", old, tree], check=True)
+        control = tree / "DEBIAN/control"
+        control.write_text(control.read_text().replace("+hwcaps1", "+hwcaps2"))
+        entry["file"] = entry["file"].replace("+hwcaps1", "+hwcaps2")
+        subprocess.run(["dpkg-deb", "--root-owner-group", "-b", tree, rebuilt / entry["file"]],
+                       check=True, capture_output=True)  # fmt: skip
+        shutil.rmtree(tree)
+        old.unlink()
+        entry["sha256"] = sha256_file(rebuilt / entry["file"])
+    (rebuilt / "report.json").write_text(json.dumps(report))
+    real = publish._reprepro
+    calls: list[str] = []
+
+    def killed_half_way(repo: Path, env: dict[str, str], *args: str) -> None:
+        calls.append(args[-1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the publish is killed after one package went in
+        real(repo, env, *args)
+
+    monkeypatch.setattr(publish, "_reprepro", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        publish.publish([rebuilt], repo)
+    assert _served(repo) == before  # nothing of the half-done publish is served
+    assert (repo / "dists/bookworm/InRelease").read_bytes() == signed
+    (repo / "db" / "lockfile").write_text("")  # as reprepro leaves it when killed
+    monkeypatch.setattr(publish, "_reprepro", real)
+    result = publish.publish([rebuilt], repo)
+    assert any("undid an interrupted publish" in n for n in result.notes)
+    assert any("reprepro's lock of an interrupted publish" in n for n in result.notes)
+    assert sorted(result.added) == sorted(e["file"] for e in report["packages"]), result
+    packages = _served(repo).decode()
+    assert "+hwcaps2" in packages and "+hwcaps1" not in packages
+    agents = subprocess.run(["pgrep", "-f", f"gpg-agent.*{repo}"], capture_output=True)
+    assert agents.stdout == b""  # no agent left behind
+
+
+def test_a_file_in_the_pool_but_not_in_the_index_is_indexed_again(
+    quick_build: BuildReport, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    publish.publish([_out(quick_build)], repo)
+    subprocess.run(
+        ["reprepro", "-b", repo, "--keepunreferencedfiles", "remove", "bookworm", "vecmath-bench"],
+        check=True, capture_output=True, env=dict(os.environ, GNUPGHOME=str(repo / "conf/gnupg")),
+    )  # fmt: skip
+    assert "Package: vecmath-bench\n" not in _served(repo).decode()
+    result = publish.publish([_out(quick_build)], repo)
+    assert [n for n in result.added if n.startswith("vecmath-bench_")]
+    assert "Package: vecmath-bench" in _served(repo).decode()

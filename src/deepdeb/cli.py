@@ -160,6 +160,8 @@ def _cmd_publish(args: argparse.Namespace, out: Console) -> int:
     for name in result.unchanged:
         table.add_row(name, "already there, identical")
     out.print(table)
+    for note in result.notes:
+        out.print(f"note: {note}")
     keyring = (args.repo / publish.KEYRING).resolve()
     out.print(
         "use it with:\n"

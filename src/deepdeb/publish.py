@@ -22,11 +22,14 @@ Each package goes to the component of its archive area (main, contrib or non-fre
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,7 @@ class PublishResult:
     unchanged: list[str] = field(default_factory=list)
     private: bool = False
     fingerprint: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,52 +83,79 @@ class PublishResult:
             "keyring": str(self.repo / KEYRING),
             "added": self.added,
             "unchanged": self.unchanged,
+            "notes": self.notes,
         }
 
 
 # --- reading build results ----------------------------------------------------------------
 
 
+_DEB_FILE = re.compile(r"[a-z0-9][a-z0-9+.-]*_[A-Za-z0-9.+~-]+_[a-z0-9-]+\.deb")
+
+
+def _strings(entry: dict[str, Any], *keys: str) -> list[str]:
+    values = [entry.get(k) for k in keys]
+    if not all(isinstance(v, str) and v for v in values):
+        raise ValueError(f"each package needs {', '.join(keys)} as strings")
+    return [str(v) for v in values]
+
+
 def candidates(build_dir: Path) -> list[Candidate]:
-    """The packages a ``deepdeb build --out DIR`` produced, from DIR/report.json."""
+    """The packages a ``deepdeb build --out DIR`` produced, from DIR/report.json.
+
+    The report is checked as untrusted input: a file name that is not a plain Debian
+    package file name (``../x``, ``/etc/shadow``) is refused, never opened.
+    """
     path = build_dir / "report.json"
     try:
-        report = json.loads(path.read_text())
+        report = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise PublishError(f"{build_dir}: not a deepdeb build result ({e.strerror})") from None
     except ValueError as e:
         raise PublishError(f"{path}: not valid JSON: {e}") from None
-    licence = report.get("licence") or {}
-    reasons = tuple(licence.get("redistributable_reasons") or ())
-    found = []
-    for p in report.get("packages", []):
-        if not str(p.get("file", "")).endswith(".deb"):
-            continue
-        found.append(
-            Candidate(
-                file=build_dir / p["file"],
-                package=p["package"],
-                version=p["version"],
-                architecture=p["architecture"],
-                sha256=p["sha256"],
-                area=p.get("area") or "main",
-                redistributable=bool(p.get("redistributable", False)),
-                # wheel builds give reasons per package; source builds one verdict for all
-                reasons=tuple(p.get("licence_reasons") or reasons),
-                build_dir=build_dir,
+    try:
+        if not isinstance(report, dict) or not isinstance(report.get("packages", []), list):
+            raise ValueError("expected an object with a list of packages")
+        licence = report.get("licence") or {}
+        reasons = tuple(str(r) for r in (licence.get("redistributable_reasons") or ()))
+        found = []
+        for p in report.get("packages", []):
+            if not isinstance(p, dict):
+                raise ValueError("a package entry is not an object")
+            if not str(p.get("file", "")).endswith(".deb"):
+                continue
+            file, package, version, arch, digest = _strings(
+                p, "file", "package", "version", "architecture", "sha256"
             )
-        )
+            if not _DEB_FILE.fullmatch(file):
+                raise ValueError(f"{file!r} is not a package file name")
+            found.append(
+                Candidate(
+                    file=build_dir / file,
+                    package=package,
+                    version=version,
+                    architecture=arch,
+                    sha256=digest,
+                    area=str(p.get("area") or "main"),
+                    redistributable=p.get("redistributable") is True,
+                    # wheel builds give reasons per package; source builds one for all
+                    reasons=tuple(str(r) for r in (p.get("licence_reasons") or reasons)),
+                    build_dir=build_dir,
+                )
+            )
+    except (ValueError, TypeError, AttributeError) as e:
+        raise PublishError(f"{path}: not a deepdeb build report: {e}") from None
     if not found:
         raise PublishError(f"{path}: the report lists no packages")
     return found
 
 
 def check_files(items: list[Candidate]) -> None:
-    """Every .deb exists and is the file its build made."""
+    """Every .deb exists, as a regular file, and is the file its build made."""
     problems = []
     for c in items:
-        if not c.file.is_file():
-            problems.append(f"{c.file}: missing")
+        if c.file.is_symlink() or not c.file.is_file():
+            problems.append(f"{c.file}: missing, or not a regular file")
         elif sha256_file(c.file) != c.sha256:
             problems.append(f"{c.file}: SHA-256 differs from the one in report.json")
     if problems:
@@ -244,6 +275,68 @@ def in_pool(repo: Path, name: str) -> Path | None:
     return next(iter(pool.rglob(name)), None)
 
 
+def indexed(repo: Path, env: dict[str, str]) -> dict[tuple[str, str, str], str]:
+    """(component, architecture, package) -> version, as reprepro's database has them."""
+    if not (repo / "db").is_dir():
+        return {}
+    out = run(["reprepro", "-b", str(repo), "list", SUITE], env=env).stdout
+    found = {}
+    for line in out.splitlines():  # "bookworm|main|amd64: libfoo1 1.0-1+hwcaps1"
+        where, _, what = line.partition(": ")
+        parts, fields = where.split("|"), what.split()
+        if len(parts) == 3 and len(fields) == 2:
+            found[(parts[1], parts[2], fields[0])] = fields[1]
+    return found
+
+
+# --- one transaction per publish --------------------------------------------------------
+
+_LOCK = ".deepdeb-publish.lock"
+_JOURNAL = ".deepdeb-pending.json"  # what an unfinished publish changed, to undo it
+
+
+@contextlib.contextmanager
+def _locked(repo: Path, notes: list[str]) -> Iterator[None]:
+    """One deepdeb publish at a time per repository. Holding this lock, a reprepro lock
+    left behind can only be a killed run's: it is removed, and said so."""
+    repo.mkdir(parents=True, exist_ok=True)
+    with open(repo / _LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PublishError(f"{repo}: another deepdeb publish is running") from None
+        stale = repo / "db" / "lockfile"
+        if stale.exists():
+            stale.unlink()
+            notes.append(f"removed {stale}: reprepro's lock of an interrupted publish")
+        yield
+
+
+def _reprepro(repo: Path, env: dict[str, str], *args: str) -> None:
+    cmd = ["reprepro", "-b", str(repo), "--export=silent-never", "--keepunreferencedfiles"]
+    proc = run([*cmd, *args], env=env, check=False)
+    if proc.returncode != 0:
+        raise PublishError(f"reprepro {args[0]} failed:\n{proc.stderr.strip()[-1500:]}")
+
+
+def _undo(repo: Path, env: dict[str, str], notes: list[str]) -> None:
+    """Take back what an interrupted publish had included but not yet exported: the
+    repository's index returns to what was served before it."""
+    journal = repo / _JOURNAL
+    if not journal.exists():
+        return
+    pending = json.loads(journal.read_text())
+    for entry in pending:
+        # out first (reprepro never replaces a version by an older one), then the old back
+        _reprepro(repo, env, "-C", entry["component"], "remove", SUITE, entry["package"])
+        if entry["previous"]:
+            previous = str(repo / entry["previous"])
+            _reprepro(repo, env, "-C", entry["component"], "includedeb", SUITE, previous)
+    run(["reprepro", "-b", str(repo), "export", SUITE], env=env)
+    journal.unlink()
+    notes.append(f"undid an interrupted publish of {len(pending)} package(s)")
+
+
 def lintian_errors(debs: list[Path]) -> list[str]:
     if shutil.which("lintian") is None:
         raise PublishError("publishing checks every package with lintian: apt-get install lintian")
@@ -264,15 +357,12 @@ def publish(build_dirs: list[Path], repo: Path, local: bool = False) -> PublishR
             + "\n  ".join(problems)
         )
     new: list[Candidate] = []
-    unchanged: list[str] = []
     clashes = []
     for c in items:
         existing = in_pool(repo, c.file.name)
         if existing is None:
             new.append(c)
-        elif sha256_file(existing) == c.sha256:
-            unchanged.append(c.file.name)
-        else:
+        elif sha256_file(existing) != c.sha256:
             clashes.append(f"{c.file.name} (from {c.build_dir})")
     if clashes:
         raise PublishError(
@@ -283,16 +373,59 @@ def publish(build_dirs: list[Path], repo: Path, local: bool = False) -> PublishR
     errors = lintian_errors([c.file for c in new]) if new else []
     if errors:
         raise PublishError("lintian reports errors, not publishing:\n  " + "\n  ".join(errors))
-    config = open_repo(repo, local)
-    result = PublishResult(repo, unchanged=unchanged, private=config["private"])
-    result.fingerprint = config["fingerprint"]
-    env = _gnupg(repo)
-    for c in new:
-        component = component_of(c)
-        include = ["reprepro", "-b", str(repo), "-C", component, "includedeb", SUITE, str(c.file)]
-        proc = run(include, env=env, check=False)
-        if proc.returncode != 0:
-            raise PublishError(f"reprepro refused {c.file.name}:\n{proc.stderr.strip()[-1500:]}")
-        result.added.append(c.file.name)
-    run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False)
+    notes: list[str] = []
+    with _locked(repo, notes):
+        config = open_repo(repo, local)
+        env = _gnupg(repo)
+        try:
+            _undo(repo, env, notes)
+            result = PublishResult(repo, unchanged=[], private=config["private"])
+            result.fingerprint = config["fingerprint"]
+            _include(repo, env, items, result)
+        finally:
+            run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False)
+    result.notes = notes
     return result
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A package this publish includes, and what it replaces (to undo it if interrupted)."""
+
+    candidate: Candidate
+    component: str
+    previous: str | None  # the replaced version's file, relative to the repository
+
+    def journal(self) -> dict[str, str | None]:
+        c = self.candidate
+        return {"package": c.package, "component": self.component, "previous": self.previous}
+
+
+def _include(
+    repo: Path, env: dict[str, str], items: list[Candidate], result: PublishResult
+) -> None:
+    """Include every package, then export and sign once: the index users see changes from
+    before to after in one step. A package already in the pool but missing from the index
+    (an interrupted run) is included again rather than taken as published."""
+    have = indexed(repo, env)
+    pending: list[_Pending] = []
+    for c in items:
+        key = (component_of(c), c.architecture, c.package)
+        if have.get(key) == c.version and in_pool(repo, c.file.name) is not None:
+            result.unchanged.append(c.file.name)
+            continue
+        previous = None
+        if key in have:
+            name = f"{c.package}_{have[key].split(':')[-1]}_*.deb"
+            old = next(iter((repo / "pool").rglob(name)), None)
+            previous = str(old.relative_to(repo)) if old else None
+        pending.append(_Pending(c, key[0], previous))
+    if not pending:
+        return
+    atomic_write_text(repo / _JOURNAL, json.dumps([p.journal() for p in pending], indent=2))
+    for p in pending:
+        _reprepro(repo, env, "-C", p.component, "includedeb", SUITE, str(p.candidate.file))
+        result.added.append(p.candidate.file.name)
+    run(["reprepro", "-b", str(repo), "export", SUITE], env=env)
+    (repo / _JOURNAL).unlink()
+    run(["reprepro", "-b", str(repo), "deleteunreferenced"], env=env, check=False)
