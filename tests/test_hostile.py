@@ -21,7 +21,7 @@ import pytest
 from conftest import FIXTURES, build, vecmath_recipe
 from wheelmaker import make_wheel, record_hash
 
-from deepdeb import audit, fetch, inventory
+from deepdeb import audit, fetch, inventory, sandbox
 from deepdeb.errors import BuildError, SourceError
 from deepdeb.pywheel import PackageSpec, build_package
 from deepdeb.util import cache_root
@@ -272,6 +272,21 @@ def test_a_build_that_fills_the_disk_is_stopped(
     assert no_build_processes_left()
     # it was stopped long before its 20 GB: at most the limit plus two seconds of writing
     assert free - shutil.disk_usage(tmp_path).free < 8 << 30
+
+
+@pytest.mark.slow
+def test_a_build_that_eats_memory_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEEPDEB_LIMIT_MEMORY_BYTES", "256M")
+    probe = sandbox.make_cgroup(sandbox.current_limits())
+    if probe is None:
+        pytest.skip("this kernel lets deepdeb make no cgroup: no memory limit to test")
+    sandbox.remove_cgroup(probe)
+    with pytest.raises(BuildError, match=r"lack of memory: the run may use 256 MiB") as failed:
+        build(hostile(tmp_path, "memory"), tmp_path / "out")
+    assert "memory" not in probes(failed.value)  # it never got its 16 GiB
+    assert no_build_processes_left()
 
 
 @pytest.mark.slow

@@ -307,7 +307,13 @@ def _build_one(
             return result
         cancel.set()
         diagnosis = ""
-        if clean and not in_tests:
+        group = sandbox.current_cgroup()
+        if group is not None and group.out_of_memory():
+            diagnosis = (
+                "\nthe kernel stopped processes of the run for lack of memory: the run may use "
+                f"{group.memory_limit() >> 20} MiB (DEEPDEB_LIMIT_MEMORY_BYTES)"
+            )
+        elif clean and not in_tests:
             diagnosis = cleanroom.describe(cleanroom.explain_failure(text))
         elif illegal_instruction(text):
             diagnosis = f"\n{result.failure}"

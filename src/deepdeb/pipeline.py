@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from . import audit, buildinfo, cleanroom, reach
+from . import audit, buildinfo, cleanroom, reach, sandbox
 from .assemble import assemble, deb_filename, source_date_epoch
 from .build import (
     VariantBuild,
@@ -131,7 +131,7 @@ def run_build(
             console.print(f"removing {stale}, left by an interrupted run")
             shutil.rmtree(stale, ignore_errors=True)
     package = obtain(recipe.source)
-    with _workdir(package.name, keep_work, console) as work:
+    with _workdir(package.name, keep_work, console) as work, sandbox.run_limits():
         tree = unpack(package, work / "depcheck")
         clean = None
         if backend == "cleanroom":

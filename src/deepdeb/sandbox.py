@@ -36,7 +36,8 @@ import shutil
 import signal
 import stat
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -69,9 +70,10 @@ class Limits:
 
     processes: int = 4096  # RLIMIT_NPROC of the build user: a fork bomb stops here
     file_bytes: int = 64 << 30  # RLIMIT_FSIZE: the largest file a job may write
-    tmp_bytes: int = 4 << 30  # each of /tmp and /var/tmp (RAM-backed)
+    tmp_bytes: int = 2 << 30  # each of /tmp and /var/tmp (RAM-backed)
     disk_bytes: int = 64 << 30  # what one build may put in its directory
     free_disk_bytes: int = 2 << 30  # a build is stopped when less is left on its disk
+    memory_bytes: int = 0  # all jobs of a run together (cgroup); 0: 3/4 of the machine's
 
 
 def _size(text: str) -> int:
@@ -242,6 +244,11 @@ def _system(empty_file: Path) -> list[str]:
     return args
 
 
+def _cgroup() -> list[str]:
+    group = current_cgroup()
+    return group.enter() if group is not None else []
+
+
 def _parents(path: Path, made: set[Path]) -> list[str]:
     """Directories above a bind's mount point, made traversable (bubblewrap makes them
     0700, which would shut the build user out): the host's names, none of its contents."""
@@ -299,7 +306,7 @@ def wrap(
     args += ["--perms", "0755", "--dir", "/build", "--bind", str(writable), inside]
     args += ["--chdir", f"{inside}/{cwd.relative_to(writable)}".rstrip("/.")]
     top = [_python(), "-I", "/.netguard", "--attempts-fd", str(attempts_fd), "--"]
-    return Jail([*args, *top, *drop_privileges(limits), *command], (attempts_fd,))
+    return Jail([*_cgroup(), *args, *top, *drop_privileges(limits), *command], (attempts_fd,))
 
 
 def wrap_chroot(
@@ -329,7 +336,8 @@ def wrap_chroot(
     drop = drop_privileges(limits)
     enter = ["chroot", r, *drop[drop.index("setpriv") :]]  # prlimit before chroot (host's)
     inside = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', str(cwd), *command]
-    return Jail([*args, *top, *drop[: drop.index("setpriv")], *enter, *inside], (attempts_fd,))
+    jailed = [*_cgroup(), *args, *top, *drop[: drop.index("setpriv")], *enter, *inside]
+    return Jail(jailed, (attempts_fd,))
 
 
 def wrap_benchmark(
@@ -356,7 +364,7 @@ def wrap_benchmark(
     for path in visible:
         args += ["--ro-bind", str(path), str(path)]
     args += ["--ro-bind", str(cwd), str(cwd), "--bind", str(scratch), str(scratch)]
-    return Jail([*args, "--chdir", str(cwd), *drop_privileges(limits), *command])
+    return Jail([*_cgroup(), *args, "--chdir", str(cwd), *drop_privileges(limits), *command])
 
 
 def open_attempts(path: Path) -> int:
@@ -437,3 +445,125 @@ def stop(pid: int) -> None:
             os.kill(child, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+
+
+# --- memory and processes of the whole run: a cgroup, where the kernel lets deepdeb make one
+
+
+@dataclass(frozen=True)
+class CGroup:
+    """The cgroup every sandboxed job of this run joins: a memory cap for all of them
+    together (the machine keeps memory for itself), and a process cap that does not depend
+    on the user's other processes. cgroup v2 (Debian 12's default) or v1's memory and pids
+    controllers."""
+
+    directories: tuple[Path, ...]
+    version: int
+
+    def enter(self) -> list[str]:
+        """Prefix that moves the job into the cgroup before anything of it runs."""
+        files = " ".join(f'"{d}/cgroup.procs"' for d in self.directories)
+        return ["sh", "-c", f'for f in {files}; do echo $$ > "$f" || exit 125; done; exec "$@"',
+                "deepdeb-cgroup"]  # fmt: skip
+
+    def memory_limit(self) -> int:
+        name = "memory.max" if self.version == 2 else "memory.limit_in_bytes"
+        try:
+            return int((self.directories[0] / name).read_text())
+        except (OSError, ValueError):
+            return 0
+
+    def out_of_memory(self) -> bool:
+        """Did the kernel kill something in it for lack of memory?"""
+        for directory in self.directories:
+            events = directory / ("memory.events" if self.version == 2 else "memory.failcnt")
+            with contextlib.suppress(OSError, ValueError):
+                text = events.read_text()
+                if self.version == 2:
+                    counts = dict(line.split() for line in text.splitlines() if " " in line)
+                    return int(counts.get("oom_kill", "0")) > 0
+                return int(text) > 0
+        return False
+
+
+_GROUP: list[CGroup] = []  # the current run's, if it has one
+
+
+def _own_cgroup(controller: str) -> str | None:
+    """This process's cgroup path for a v1 controller ("" for v2), from /proc/self/cgroup."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        if (controller == "" and hierarchy == "0") or controller in controllers.split(","):
+            return path
+    return None
+
+
+def _memory_total() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def make_cgroup(limits: Limits) -> CGroup | None:
+    """A new cgroup with the run's memory and process limits; None where the kernel does
+    not let deepdeb make one (then only the per-user process limit holds)."""
+    memory = limits.memory_bytes or _memory_total() * 3 // 4
+    name = f"deepdeb-{os.getpid()}-{time.monotonic_ns()}"
+    made: list[Path] = []
+    try:
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers")
+        if v2.is_file() and {"memory", "pids"} <= set(v2.read_text().split()):
+            own = _own_cgroup("") or "/"
+            directory = Path("/sys/fs/cgroup") / own.lstrip("/") / name
+            directory.mkdir()
+            made.append(directory)
+            (directory / "memory.max").write_text(str(memory))
+            (directory / "pids.max").write_text(str(limits.processes))
+            return CGroup((directory,), 2)
+        mem, pids = _own_cgroup("memory"), _own_cgroup("pids")
+        if mem is None or pids is None:
+            return None
+        memory_dir = Path("/sys/fs/cgroup/memory") / mem.lstrip("/") / name
+        pids_dir = Path("/sys/fs/cgroup/pids") / pids.lstrip("/") / name
+        for directory in (memory_dir, pids_dir):
+            directory.mkdir()
+            made.append(directory)
+        (memory_dir / "memory.limit_in_bytes").write_text(str(memory))
+        (pids_dir / "pids.max").write_text(str(limits.processes))
+        return CGroup((memory_dir, pids_dir), 1)
+    except OSError:
+        for directory in reversed(made):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        return None
+
+
+@contextlib.contextmanager
+def run_limits() -> Iterator[CGroup | None]:
+    """Every job started inside joins one cgroup with the run's limits; removed after."""
+    group = make_cgroup(current_limits())
+    if group is not None:
+        _GROUP.append(group)
+    try:
+        yield group
+    finally:
+        if group is not None:
+            _GROUP.remove(group)
+            remove_cgroup(group)
+
+
+def current_cgroup() -> CGroup | None:
+    return _GROUP[-1] if _GROUP else None
+
+
+def remove_cgroup(group: CGroup) -> None:
+    for directory in group.directories:
+        for _ in range(50):  # empty once every job has ended: the last may still exit
+            try:
+                directory.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
