@@ -12,6 +12,7 @@ Usage: ``python3 netguard.py --attempts-fd N -- COMMAND...``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -98,6 +99,42 @@ def _serve_dns(sock: socket.socket) -> None:
         sock.sendto(header + packet[12:end], peer)
 
 
+# System calls a build has no business making: new user namespaces (kernel attack surface;
+# the mounts they could touch are locked anyway), kernel keyrings, BPF, perf, userfaultfd,
+# module loading, mounting, swap and reboot. They fail with EPERM, as for a user without
+# the privilege. clone3 cannot be inspected: it answers ENOSYS, and libc falls back to
+# clone, whose flags can.
+_DENIED = (
+    "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd",
+    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+    "mount", "umount2", "pivot_root", "swapon", "swapoff", "reboot", "setns",
+    "open_by_handle_at", "name_to_handle_at", "move_mount", "fsopen", "fsmount",
+    "open_tree",
+)  # fmt: skip
+_CLONE_NEWUSER = 0x10000000
+
+
+def _seccomp() -> str:
+    """Install the filter (inherited by the build); says what happened, for the log."""
+    try:
+        import errno
+
+        import seccomp  # python3-seccomp, Debian's binding of libseccomp
+    except ImportError:
+        return "netguard: python3-seccomp is not installed: no system call filter"
+    f = seccomp.SyscallFilter(seccomp.ALLOW)
+    for name in _DENIED:  # one unknown to this kernel or libseccomp: nothing to deny
+        with contextlib.suppress(RuntimeError, ValueError, OSError):
+            f.add_rule(seccomp.ERRNO(errno.EPERM), name)
+    flags = seccomp.Arg(0, seccomp.MASKED_EQ, _CLONE_NEWUSER, _CLONE_NEWUSER)
+    f.add_rule(seccomp.ERRNO(errno.EPERM), "unshare", flags)
+    f.add_rule(seccomp.ERRNO(errno.EPERM), "clone", flags)
+    with contextlib.suppress(RuntimeError, ValueError, OSError):
+        f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    f.load()
+    return ""
+
+
 def main(argv: list[str]) -> int:
     global _log_fd
     if len(argv) < 4 or argv[0] != "--attempts-fd" or argv[2] != "--":
@@ -128,6 +165,9 @@ def main(argv: list[str]) -> int:
         env[name] = url
     # Test suites may talk to servers of their own on loopback; that is not the network.
     env["no_proxy"] = env["NO_PROXY"] = "localhost,127.0.0.1,::1"
+    note = _seccomp()
+    if note:
+        print(note, file=sys.stderr)
     return subprocess.call(command, env=env)
 
 
