@@ -329,6 +329,21 @@ def install_packages(
     install = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
     install += [f"/deepdeb-debs/{d.name}" for d in debs] + list(extra)
     binds = [*apt_cache_binds(), *deb_binds(debs)]
+    with apt_cache_lock():
+        return _install(root, install, binds)
+
+
+@contextmanager
+def apt_cache_lock() -> Iterator[None]:
+    """The download cache is shared by every deepdeb run on the machine, and apt locks it
+    while it works: runs take turns instead of failing on apt's lock."""
+    with _locked(cache_root() / "apt-archives.lock"):
+        yield
+
+
+def _install(
+    root: Path, install: list[str], binds: list[tuple[str, str, str]]
+) -> subprocess.CompletedProcess[str]:
     fetched = in_root(root, [*install, "--download-only"], binds, check=False)
     if fetched.returncode != 0 and re.search(
         r"404\s+Not Found|Unable to fetch", fetched.stdout + fetched.stderr
@@ -350,10 +365,11 @@ def install_build_deps(root: Path, tree: Path, source: str) -> None:
     binds = [*apt_cache_binds(), ("--ro-bind", str(tree), "/deepdeb-src")]
     (root / "deepdeb-src").mkdir()
     install = ["apt-get", "build-dep", "-y", "-q", "--no-install-recommends", "/deepdeb-src"]
-    proc = in_root(root, install, binds, check=False)
-    if proc.returncode != 0 and not _unsatisfiable(proc.stdout + proc.stderr):
-        in_root(root, ["apt-get", "update", "-q"], binds, check=False)
+    with apt_cache_lock():
         proc = in_root(root, install, binds, check=False)
+        if proc.returncode != 0 and not _unsatisfiable(proc.stdout + proc.stderr):
+            in_root(root, ["apt-get", "update", "-q"], binds, check=False)
+            proc = in_root(root, install, binds, check=False)
     if proc.returncode != 0:
         output = (proc.stdout + proc.stderr).strip()
         unmet = _unsatisfiable(output)
