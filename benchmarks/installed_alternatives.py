@@ -106,7 +106,8 @@ def main() -> None:
     Console().print(
         f"benchmark medians: reference baseline {medians['x86-64'] * 1000:.1f} ms, reference "
         f"x86-64-v3 {medians['x86-64-v3'] * 1000:.1f} ms "
-        f"({medians['x86-64'] / medians['x86-64-v3']:.2f}x), OpenBLAS {openblas_median * 1000:.1f} ms"
+        f"({medians['x86-64'] / medians['x86-64-v3']:.2f}x), "
+        f"OpenBLAS {openblas_median * 1000:.1f} ms"
     )
 
 
