@@ -24,9 +24,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from deepdeb import cleanroom
-from deepdeb.pipeline import run_build
-from deepdeb.recipe import load_recipe
+from deepdeb.hermetic import cleanroom
+from deepdeb.isa.pipeline import run_build
+from deepdeb.recipe.load import load_recipe
 from deepdeb.util import atomic_write_text, sha256_file
 
 

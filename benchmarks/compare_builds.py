@@ -30,12 +30,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from deepdeb.build import FLAG_VARIABLES, failed_in_tests
-from deepdeb.fetch import obtain, unpack
-from deepdeb.isa import BASELINE, host_cpu
-from deepdeb.measure import run_benchmarks, runtime_from_debs
-from deepdeb.pipeline import run_build
-from deepdeb.recipe import load_recipe
+from deepdeb.isa.build import FLAG_VARIABLES, failed_in_tests
+from deepdeb.isa.levels import BASELINE, host_cpu
+from deepdeb.isa.measure import run_benchmarks, runtime_from_debs
+from deepdeb.isa.pipeline import run_build
+from deepdeb.recipe.load import load_recipe
+from deepdeb.sources.fetch import obtain, unpack
 from deepdeb.util import atomic_write_text, run
 
 

@@ -30,9 +30,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from deepdeb import cleanroom
+from deepdeb.hermetic import cleanroom
+from deepdeb.isa.verify import resolve_in_root
 from deepdeb.util import atomic_write_text
-from deepdeb.verify import resolve_in_root
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 LOADER = "/lib64/ld-linux-x86-64.so.2"

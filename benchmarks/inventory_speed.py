@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from deepdeb.debmatch import SourceIndex
-from deepdeb.inventory import scan
+from deepdeb.inventory.debmatch import SourceIndex
+from deepdeb.inventory.scan import scan
 from deepdeb.util import atomic_write_text
 
 CMAKE = """cmake_minimum_required(VERSION 3.20)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from deepdeb import sandbox
-from deepdeb.build import elf_files
-from deepdeb.elf import read_elf
-from deepdeb.measure import Runtime, run_benchmarks
-from deepdeb.recipe import load_recipe
+from deepdeb.debian.elf import read_elf
+from deepdeb.hermetic import sandbox
+from deepdeb.isa.build import elf_files
+from deepdeb.isa.measure import Runtime, run_benchmarks
+from deepdeb.recipe.load import load_recipe
 from deepdeb.util import atomic_write_text
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from deepdeb import cleanroom
-from deepdeb.isa import BASELINE, LEVELS, LOADER, host_cpu, rank
-from deepdeb.pipeline import run_build
-from deepdeb.recipe import load_recipe, with_levels
-from deepdeb.report import BuildReport
-from deepdeb.verify import hwcaps_mask_option, resolve_in_root
+from deepdeb.hermetic import cleanroom
+from deepdeb.isa.levels import BASELINE, LEVELS, LOADER, host_cpu, rank
+from deepdeb.isa.pipeline import run_build
+from deepdeb.isa.verify import hwcaps_mask_option, resolve_in_root
+from deepdeb.recipe.load import load_recipe, with_levels
+from deepdeb.report.tables import BuildReport
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The tests' downloads and chroots (deepdeb's and pip's caches) stay in the checkout's

@@ -13,8 +13,8 @@ import pytest
 from conftest import FIXTURES, build
 from debian.copyright import Copyright
 
-from deepdeb import publish
-from deepdeb.audit import (
+from deepdeb.archive import publish
+from deepdeb.licence.audit import (
     audit_target,
     classify,
     copyright_file,
@@ -261,7 +261,7 @@ def test_exceptions_follow_their_licence_and_autotools_licences_are_free() -> No
 
 
 def test_archive_review_settles_what_the_table_does_not_know() -> None:
-    from deepdeb.audit import Finding, decide
+    from deepdeb.licence.audit import Finding, decide
 
     found = [
         Finding("a.c", "MIT", "free", "licensecheck"),

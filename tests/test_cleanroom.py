@@ -11,8 +11,8 @@ import pytest
 from conftest import build, control
 from debian.deb822 import Deb822
 
-from deepdeb import cleanroom
 from deepdeb.errors import BuildError
+from deepdeb.hermetic import cleanroom
 from deepdeb.util import sha256_file
 
 FAKE_MMDEBSTRAP = """#!/bin/sh

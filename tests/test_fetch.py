@@ -11,8 +11,8 @@ import pytest
 from conftest import FIXTURES, build
 
 from deepdeb.errors import RecipeError, SourceError
-from deepdeb.fetch import obtain, unpack
-from deepdeb.recipe import Source, load_recipe
+from deepdeb.recipe.load import Source, load_recipe
+from deepdeb.sources.fetch import obtain, unpack
 
 
 @pytest.fixture(autouse=True)

@@ -21,11 +21,14 @@ import pytest
 from conftest import FIXTURES, build, vecmath_recipe
 from wheelmaker import make_wheel, record_hash
 
-from deepdeb import audit, fetch, inventory, sandbox
 from deepdeb.errors import BuildError, SourceError
-from deepdeb.pywheel import PackageSpec, build_package
+from deepdeb.hermetic import sandbox
+from deepdeb.inventory import scan as inventory
+from deepdeb.licence import audit
+from deepdeb.sources import fetch
 from deepdeb.util import cache_root
-from deepdeb.wheel import WheelError, open_wheel
+from deepdeb.wheel.package import PackageSpec, build_package
+from deepdeb.wheel.read import WheelError, open_wheel
 
 DIST = "evil-1.0.dist-info"
 METADATA = b"Metadata-Version: 2.4\nName: evil\nVersion: 1.0\n"
@@ -345,7 +348,7 @@ def test_maintainer_scripts_of_built_packages_stay_in_their_root(tmp_path: Path)
     """The loader checks install the built packages, so dpkg runs their maintainer scripts
     as root: with no network and without the capabilities to mount, make devices or
     load modules."""
-    from deepdeb import cleanroom
+    from deepdeb.hermetic import cleanroom
 
     tree = tmp_path / "pkg"
     (tree / "DEBIAN").mkdir(parents=True)
@@ -467,7 +470,7 @@ def test_interrupted_runs_stop_their_builds_and_leave_nothing_unsaid(tmp_path: P
 
 
 def test_leftovers_are_those_of_dead_runs(tmp_path: Path) -> None:
-    from deepdeb.pipeline import leftovers
+    from deepdeb.isa.pipeline import leftovers
 
     dead = subprocess.Popen(["true"])
     dead.wait()

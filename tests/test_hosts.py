@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from deepdeb.build import describe_failure, illegal_instruction
 from deepdeb.errors import DeepdebError
-from deepdeb.isa import (
+from deepdeb.isa.build import describe_failure, illegal_instruction
+from deepdeb.isa.levels import (
     BASELINE,
     HOST_LEVEL_ENV,
     LEVELS,
@@ -27,7 +27,7 @@ from deepdeb.isa import (
     plan_builds,
     rank,
 )
-from deepdeb.measure import plan_levels
+from deepdeb.isa.measure import plan_levels
 
 ALL = ("x86-64-v2", "x86-64-v3", "x86-64-v4")
 
@@ -179,7 +179,7 @@ def test_ordinary_failures_and_package_names_are_not_sigill() -> None:
 
 
 def test_results_say_why_each_level_is_out() -> None:
-    from deepdeb.build import VariantBuild
+    from deepdeb.isa.build import VariantBuild
 
     base = VariantBuild(BASELINE, Path("/b"), Path("/b.log"), "", True, 1.0)
     died = "died of an illegal instruction (SIGILL)"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
-from deepdeb.debmatch import SourceIndex, url_keys
-from deepdeb.inventory import scan
+from deepdeb.inventory.debmatch import SourceIndex, url_keys
+from deepdeb.inventory.scan import scan
 
 TREE = FIXTURES / "inventory"
 

@@ -24,8 +24,7 @@ from conftest import (
     vecmath_recipe,
 )
 
-from deepdeb.assemble import debug_file
-from deepdeb.elf import read_elf
+from deepdeb.debian.elf import read_elf
 from deepdeb.errors import (
     BenchmarkError,
     BuildError,
@@ -33,8 +32,9 @@ from deepdeb.errors import (
     MissingBuildDepsError,
     SourceError,
 )
-from deepdeb.isa import LEVELS, host_cpu, level_features
-from deepdeb.report import BuildReport
+from deepdeb.isa.assemble import debug_file
+from deepdeb.isa.levels import LEVELS, host_cpu, level_features
+from deepdeb.report.tables import BuildReport
 from deepdeb.util import sha256_file
 
 pytestmark = pytest.mark.slow

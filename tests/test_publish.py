@@ -13,11 +13,12 @@ import pytest
 from conftest import expected_level
 from debian.deb822 import Deb822
 
-from deepdeb import cleanroom, publish
+from deepdeb.archive import publish
 from deepdeb.cli import main
 from deepdeb.errors import DeepdebError
-from deepdeb.isa import host_cpu, tunables_mask
-from deepdeb.report import BuildReport
+from deepdeb.hermetic import cleanroom
+from deepdeb.isa.levels import host_cpu, tunables_mask
+from deepdeb.report.tables import BuildReport
 from deepdeb.util import sha256_file
 
 

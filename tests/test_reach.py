@@ -18,8 +18,8 @@ from conftest import (
     listed,
 )
 
-from deepdeb.isa import LOADER
-from deepdeb.reach import (
+from deepdeb.isa.levels import LOADER
+from deepdeb.isa.reach import (
     ALTERNATIVE,
     DIRECTORY,
     RUNPATH,
@@ -32,8 +32,8 @@ from deepdeb.reach import (
     parse_installs,
     register_variants,
 )
-from deepdeb.report import BuildReport
-from deepdeb.verify import hwcaps_mask_option
+from deepdeb.isa.verify import hwcaps_mask_option
+from deepdeb.report.tables import BuildReport
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 GROUP = "libaltblas.so.3-x86_64-linux-gnu"

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from deepdeb.errors import RecipeError
-from deepdeb.recipe import load_recipe, with_levels
+from deepdeb.recipe.load import load_recipe, with_levels
 
 GOOD = """\
 [source]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, build, vecmath_recipe
 
-from deepdeb import sandbox
 from deepdeb.errors import BenchmarkError, BuildError
-from deepdeb.report import BuildReport
+from deepdeb.hermetic import sandbox
+from deepdeb.report.tables import BuildReport
 
 pytestmark = pytest.mark.slow
 

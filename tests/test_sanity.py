@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Deb822
 
-from deepdeb.sanity import SanityError, write_test
+from deepdeb.wheel.sanity import SanityError, write_test
 
 FILES = {
     "train-images-idx3-ubyte.gz": (0x803, (3, 2, 2)),
@@ -92,7 +92,7 @@ def _torch_wheel_here() -> bool:
     """The PyTorch example needs its wheel, which pip's configuration finds on disk (it is
     fetched into deepdeb's cache here, where the build then finds it)."""
     from deepdeb.errors import SourceError
-    from deepdeb.wheelbuild import fetch_wheel
+    from deepdeb.wheel.pipeline import fetch_wheel
 
     try:
         fetch_wheel("torch==2.13.0")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import build, contents, host_levels, in_root, installed_root
 
-from deepdeb import publish
-from deepdeb.report import BuildReport
+from deepdeb.archive import publish
+from deepdeb.report.tables import BuildReport
 from deepdeb.util import sha256_file
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from debian.debian_support import version_compare
 
-from deepdeb.assemble import (
+from deepdeb.debian.elf import isa_needed
+from deepdeb.errors import MissingBuildDepsError, VerifyError
+from deepdeb.isa.assemble import (
     AssembledPackage,
     addon_control,
     deb_filename,
@@ -17,10 +19,8 @@ from deepdeb.assemble import (
     require_glibc,
     rewrite_relations,
 )
-from deepdeb.build import build_environment, failed_in_tests
-from deepdeb.elf import isa_needed
-from deepdeb.errors import MissingBuildDepsError, VerifyError
-from deepdeb.isa import (
+from deepdeb.isa.build import build_environment, failed_in_tests
+from deepdeb.isa.levels import (
     BASELINE,
     HOST_LEVEL_ENV,
     LOADER,
@@ -30,16 +30,16 @@ from deepdeb.isa import (
     rank,
     tunables_mask,
 )
-from deepdeb.measure import LevelResult, decide, round_order
-from deepdeb.reach import DIRECTORY, Reach
-from deepdeb.recipe import Isa
-from deepdeb.verify import (
+from deepdeb.isa.measure import LevelResult, decide, round_order
+from deepdeb.isa.reach import DIRECTORY, Reach
+from deepdeb.isa.verify import (
     expected_file,
     hwcaps_mask_option,
     installable_together,
     lintian_tags,
     run_lintian,
 )
+from deepdeb.recipe.load import Isa
 
 # --- isa ---------------------------------------------------------------------------------
 

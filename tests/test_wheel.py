@@ -15,8 +15,9 @@ from packaging.specifiers import Specifier
 from packaging.version import Version
 from wheelmaker import make_wheel, native_wheel
 
-from deepdeb import cleanroom, wheel
-from deepdeb.pywheel import PackageSpec, build_package
+from deepdeb.hermetic import cleanroom
+from deepdeb.wheel import read as wheel
+from deepdeb.wheel.package import PackageSpec, build_package
 
 PURE = {"tinypkg/__init__.py": b"VALUE = 42\n"}
 
@@ -200,8 +201,8 @@ def flavours(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 
     from rich.console import Console
 
-    from deepdeb.recipe import load_recipe
-    from deepdeb.wheelbuild import UnsatisfiedRequirements, run_wheel_build
+    from deepdeb.recipe.load import load_recipe
+    from deepdeb.wheel.pipeline import UnsatisfiedRequirements, run_wheel_build
 
     tmp = tmp_path_factory.mktemp("flavours")
     cpu = native_wheel(tmp / "cpu", tmp / "cpu-dist")
@@ -279,8 +280,8 @@ def test_a_flavour_whose_wheel_is_missing_refuses_clearly(tmp_path: Path) -> Non
     from rich.console import Console
 
     from deepdeb.errors import SourceError
-    from deepdeb.recipe import load_recipe
-    from deepdeb.wheelbuild import run_wheel_build
+    from deepdeb.recipe.load import load_recipe
+    from deepdeb.wheel.pipeline import run_wheel_build
 
     cpu = make_wheel(tmp_path, "tinypkg", "1.0", PURE)
     recipe = tmp_path / "r.toml"
@@ -292,7 +293,7 @@ def test_a_flavour_whose_wheel_is_missing_refuses_clearly(tmp_path: Path) -> Non
 
 def test_unknown_flavour_is_a_recipe_error_with_its_line(tmp_path: Path) -> None:
     from deepdeb.errors import RecipeError
-    from deepdeb.recipe import load_recipe
+    from deepdeb.recipe.load import load_recipe
 
     recipe = tmp_path / "r.toml"
     recipe.write_text('[flavor.cpu]\nwheel = "a.whl"\n\n[flavor.opencl]\nwheel = "b.whl"\n')
@@ -311,8 +312,8 @@ def test_bundled_requirement_ships_inside_and_replaces_the_debian_package(
 
     from rich.console import Console
 
-    from deepdeb.recipe import load_recipe
-    from deepdeb.wheelbuild import run_wheel_build
+    from deepdeb.recipe.load import load_recipe
+    from deepdeb.wheel.pipeline import run_wheel_build
 
     whl = make_wheel(tmp_path / "dist", "usesix", "0.3", {"usesix/__init__.py": b"import six\n"},
                      requires=("six>=1.17",))  # fmt: skip
@@ -362,8 +363,8 @@ def test_the_api_name_comes_from_the_framework_not_the_flavour(tmp_path: Path) -
 
     from rich.console import Console
 
-    from deepdeb.recipe import load_recipe
-    from deepdeb.wheelbuild import run_wheel_build
+    from deepdeb.recipe.load import load_recipe
+    from deepdeb.wheel.pipeline import run_wheel_build
 
     whl = make_wheel(tmp_path / "dist", "tinypkg", "1.0", PURE)
     recipe = tmp_path / "r.toml"

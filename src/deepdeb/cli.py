@@ -16,16 +16,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, audit, inventory, publish
-from .debmatch import SourceIndex
-from .errors import DeepdebError
-from .isa import LEVELS, host_cpu, level_features
-from .pipeline import BACKENDS, LAYOUTS, run_build
-from .recipe import load_recipe, with_levels
-from .report import print_audit, print_inventory, print_report
-from .sanity import run_sanity
-from .util import atomic_write_text
-from .wheelbuild import run_wheel_build
+from deepdeb import __version__
+from deepdeb.archive import publish
+from deepdeb.errors import DeepdebError
+from deepdeb.inventory import scan as inventory
+from deepdeb.inventory.debmatch import SourceIndex
+from deepdeb.isa.levels import LEVELS, host_cpu, level_features
+from deepdeb.isa.pipeline import BACKENDS, LAYOUTS, run_build
+from deepdeb.licence import audit
+from deepdeb.recipe.load import load_recipe, with_levels
+from deepdeb.report.tables import print_audit, print_inventory, print_report
+from deepdeb.util import atomic_write_text
+from deepdeb.wheel.pipeline import run_wheel_build
+from deepdeb.wheel.sanity import run_sanity
 
 
 def _parser() -> argparse.ArgumentParser:

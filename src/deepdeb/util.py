@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .errors import DeepdebError
+from deepdeb.errors import DeepdebError
 
 
 def run(

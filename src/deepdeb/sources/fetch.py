@@ -24,9 +24,9 @@ from typing import IO
 from debian.changelog import Changelog
 from debian.deb822 import Dsc
 
-from .errors import SourceError
-from .recipe import Source
-from .util import cache_root, run, sha256_file
+from deepdeb.errors import SourceError
+from deepdeb.recipe.load import Source
+from deepdeb.util import cache_root, run, sha256_file
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,12 @@ from pathlib import Path
 from debian.deb822 import Deb822, PkgRelation
 from debian.debian_support import Version
 
-from .build import VariantBuild, elf_files, extract
-from .elf import read_elf
-from .errors import AssembleError
-from .isa import BASELINE, MIN_GLIBC
-from .reach import ALTERNATIVE, Reach, register_variants
-from .util import run, sha256_file
+from deepdeb.debian.elf import read_elf
+from deepdeb.errors import AssembleError
+from deepdeb.isa.build import VariantBuild, elf_files, extract
+from deepdeb.isa.levels import BASELINE, MIN_GLIBC
+from deepdeb.isa.reach import ALTERNATIVE, Reach, register_variants
+from deepdeb.util import run, sha256_file
 
 HWCAPS = "glibc-hwcaps"
 LOCAL_SUFFIX = "+local1"
@@ -369,7 +369,7 @@ def assemble(
     """Write the packages into ``dest`` (a staging directory the caller publishes).
 
     ``reaches`` says, per package, how the installed system's loader reaches each library
-    (see :mod:`deepdeb.reach`): only libraries it can reach get variants, and those behind
+    (see :mod:`deepdeb.isa.reach`): only libraries it can reach get variants, and those behind
     update-alternatives get them as slave links of their provider.
 
     ``local`` marks a build that may not be redistributed: every package's version gets

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from .errors import DeepdebError
+from deepdeb.errors import DeepdebError
 
 BUILD_USER = "deepdeb-build"
 
@@ -274,7 +274,7 @@ def _support(private: Path) -> tuple[Path, Path, Path]:
     the resolver configuration, an empty file to hide host configuration behind."""
     private.mkdir(parents=True, exist_ok=True)
     guard = private / "netguard.py"
-    guard.write_text(resources.files("deepdeb").joinpath("netguard.py").read_text())
+    guard.write_text(resources.files("deepdeb.hermetic").joinpath("netguard.py").read_text())
     resolv = private / "resolv.conf"
     resolv.write_text(_RESOLV)
     empty = private / "empty"

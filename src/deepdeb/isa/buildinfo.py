@@ -17,12 +17,12 @@ from pathlib import Path
 
 from debian.deb822 import Deb822
 
-from . import __version__
-from .assemble import AssembledPackage
-from .errors import DeepdebError
-from .fetch import SourcePackage
-from .sandbox import read_regular
-from .util import sha256_file
+from deepdeb import __version__
+from deepdeb.errors import DeepdebError
+from deepdeb.hermetic.sandbox import read_regular
+from deepdeb.isa.assemble import AssembledPackage
+from deepdeb.sources.fetch import SourcePackage
+from deepdeb.util import sha256_file
 
 
 def tree_digest(tree: Path) -> str:

@@ -11,13 +11,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
-from .assemble import AssembledPackage
-from .audit import AuditResult, Verdict
-from .inventory import Inventory
-from .measure import LevelResult
-from .reach import Reach
-from .verify import LintianResult, LoaderCheck, checks_to_json
+from deepdeb import __version__
+from deepdeb.inventory.scan import Inventory
+from deepdeb.isa.assemble import AssembledPackage
+from deepdeb.isa.measure import LevelResult
+from deepdeb.isa.reach import Reach
+from deepdeb.isa.verify import LintianResult, LoaderCheck, checks_to_json
+from deepdeb.licence.audit import AuditResult, Verdict
 
 
 @dataclass

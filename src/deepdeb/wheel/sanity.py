@@ -15,8 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import cleanroom, sandbox
-from .errors import DeepdebError
+from deepdeb.errors import DeepdebError
+from deepdeb.hermetic import cleanroom, sandbox
 
 DATASET_PACKAGE = {"fashion-mnist": "dataset-fashion-mnist"}
 

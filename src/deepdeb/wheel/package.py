@@ -26,13 +26,27 @@ from pathlib import Path
 from debian.changelog import Changelog
 from debian.deb822 import Deb822
 
-from .assemble import AssembledPackage, build_deb, installed_size_kib, write_control, write_md5sums
-from .build import elf_files
-from .elf import read_elf
-from .errors import DeepdebError
-from .recipe import DEBIAN_NAME
-from .util import run
-from .wheel import DIST_PACKAGES, PYTHON, Dependency, Wheel, WheelError, entry_point_script, extract
+from deepdeb.debian.elf import read_elf
+from deepdeb.errors import DeepdebError
+from deepdeb.isa.assemble import (
+    AssembledPackage,
+    build_deb,
+    installed_size_kib,
+    write_control,
+    write_md5sums,
+)
+from deepdeb.isa.build import elf_files
+from deepdeb.recipe.load import DEBIAN_NAME
+from deepdeb.util import run
+from deepdeb.wheel.read import (
+    DIST_PACKAGES,
+    PYTHON,
+    Dependency,
+    Wheel,
+    WheelError,
+    entry_point_script,
+    extract,
+)
 
 MAINTAINER = "deepdeb <deepdeb@example.org>"  # the recipe sets its own
 CHOICES = ("depend", "bundle", "package")

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .elf import read_elf
-from .util import run
+from deepdeb.debian.elf import read_elf
+from deepdeb.util import run
 
 HWCAPS = "glibc-hwcaps"
 DIRECTORY = "directory"

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DeepdebError
-from .util import atomic_write_bytes, atomic_write_text, run, sha256_file
-from .verify import lintian_tags
+from deepdeb.errors import DeepdebError
+from deepdeb.isa.verify import lintian_tags
+from deepdeb.util import atomic_write_bytes, atomic_write_text, run, sha256_file
 
 SUITE = "bookworm"
 COMPONENTS = ("main", "contrib", "non-free")

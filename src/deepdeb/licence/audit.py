@@ -36,11 +36,11 @@ from debian.copyright import Copyright, FilesParagraph, License, LicenseParagrap
 from debian.deb822 import Deb822, PkgRelation
 from license_expression import ExpressionError, get_spdx_licensing
 
-from .errors import DeepdebError
-from .fetch import SourcePackage, obtain, unpack
-from .recipe import Recipe, load_recipe
-from .util import run
-from .wheel import open_wheel
+from deepdeb.errors import DeepdebError
+from deepdeb.recipe.load import Recipe, load_recipe
+from deepdeb.sources.fetch import SourcePackage, obtain, unpack
+from deepdeb.util import run
+from deepdeb.wheel.read import open_wheel
 
 SEVERITY = ("free", "non-free", "unknown", "not-redistributable")
 AREA_ORDER = ("main", "contrib", "non-free", "local-only")
@@ -672,7 +672,7 @@ def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
     if target.suffix == ".toml":
         recipe = load_recipe(target)
         if recipe.source.is_wheel:  # the (first flavour's) wheel, scanned file by file
-            from .wheelbuild import fetch_source
+            from deepdeb.wheel.pipeline import fetch_source
 
             return audit_target(fetch_source(recipe.flavors[0]).path, work, deep)
         package = obtain(recipe.source)

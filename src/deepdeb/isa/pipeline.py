@@ -19,25 +19,34 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from . import audit, buildinfo, cleanroom, reach, sandbox
-from .assemble import assemble, deb_filename, source_date_epoch
-from .build import (
+from deepdeb.errors import DeepdebError
+from deepdeb.hermetic import cleanroom, sandbox
+from deepdeb.hermetic.sandbox import read_regular
+from deepdeb.isa import buildinfo, reach
+from deepdeb.isa.assemble import assemble, deb_filename, source_date_epoch
+from deepdeb.isa.build import (
     VariantBuild,
     architecture_dependent,
     build_all,
     check_build_deps,
     check_flags_applied,
 )
-from .errors import DeepdebError
-from .fetch import SourcePackage, obtain, unpack
-from .isa import BASELINE, BuildPlan, HostCpu, host_cpu, plan_builds
-from .measure import LevelResult, Runtime, decide, plan_levels, run_benchmarks, unpack_runtime
-from .reach import Reach
-from .recipe import Recipe
-from .report import BuildReport
-from .sandbox import read_regular
-from .util import atomic_write_text
-from .verify import run_lintian, verify_installed
+from deepdeb.isa.levels import BASELINE, BuildPlan, HostCpu, host_cpu, plan_builds
+from deepdeb.isa.measure import (
+    LevelResult,
+    Runtime,
+    decide,
+    plan_levels,
+    run_benchmarks,
+    unpack_runtime,
+)
+from deepdeb.isa.reach import Reach
+from deepdeb.isa.verify import run_lintian, verify_installed
+from deepdeb.licence import audit
+from deepdeb.recipe.load import Recipe
+from deepdeb.report.tables import BuildReport
+from deepdeb.sources.fetch import SourcePackage, obtain, unpack
+from deepdeb.util import atomic_write_text
 
 LAYOUTS = ("fat", "split")
 BACKENDS = ("host", "cleanroom")
@@ -344,7 +353,7 @@ def _runtimes(
     """The unpacked variants to measure: the baseline and every level still in the running.
 
     A level's copy of a library the installed system's loader would never load (see
-    :mod:`deepdeb.reach`) is replaced by the baseline's, so that the measurement credits a
+    :mod:`deepdeb.isa.reach`) is replaced by the baseline's, so that the measurement credits a
     level only with what its packages can deliver.
     """
     candidates = [r for r in results[1:] if not r.reason]

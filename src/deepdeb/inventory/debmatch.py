@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from debian.deb822 import Sources
 
-from .util import atomic_write_text, cache_root, run
+from deepdeb.util import atomic_write_text, cache_root, run
 
 # Hosts that say nothing about a project by themselves.
 _FORGES = {

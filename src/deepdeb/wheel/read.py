@@ -10,7 +10,7 @@ repack is only acceptable if it is honest, so nothing here is taken on trust:
 * PEP 440 versions become Debian versions that sort the same way (``2.13.0+cpu``,
   ``1.0~rc1``).
 
-The pure functions here do the mapping; :mod:`deepdeb.pywheel` assembles the package.
+The pure functions here do the mapping; :mod:`deepdeb.wheel.package` assembles the package.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from packaging.specifiers import Specifier
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .errors import DeepdebError
-from .util import run
+from deepdeb.errors import DeepdebError
+from deepdeb.util import run
 
 # Debian bookworm's Python, which the packages are for.
 PYTHON = "3.11"

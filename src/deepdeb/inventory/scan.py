@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cmake, starlark
-from .debmatch import SourceIndex
-from .util import run
+from deepdeb.inventory import bazel as starlark
+from deepdeb.inventory import cmake
+from deepdeb.inventory.debmatch import SourceIndex
+from deepdeb.util import run
 
 SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".tox", ".venv"}
 _HEX = re.compile(r"[0-9a-f]+")

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .errors import DeepdebError
+from deepdeb.errors import DeepdebError
 
 BASELINE = "x86-64"
 LEVELS: tuple[str, ...] = (BASELINE, "x86-64-v2", "x86-64-v3", "x86-64-v4")

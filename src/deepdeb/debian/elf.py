@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .isa import BASELINE, LEVELS, rank
-from .util import run
+from deepdeb.isa.levels import BASELINE, LEVELS, rank
+from deepdeb.util import run
 
 
 @dataclass(frozen=True)

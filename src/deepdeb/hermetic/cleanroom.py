@@ -32,11 +32,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import sandbox
-from .errors import DeepdebError, MissingBuildDepsError
-from .sandbox import BUILD_USER
-from .sandbox import HOME as SANDBOX_HOME
-from .util import atomic_write_text, cache_root, run, sha256_file
+from deepdeb.errors import DeepdebError, MissingBuildDepsError
+from deepdeb.hermetic import sandbox
+from deepdeb.hermetic.sandbox import BUILD_USER
+from deepdeb.hermetic.sandbox import HOME as SANDBOX_HOME
+from deepdeb.util import atomic_write_text, cache_root, run, sha256_file
 
 SUITE = "bookworm"
 VARIANT = "buildd"
@@ -282,7 +282,7 @@ def in_root(
     build user with no capabilities at all (anything that runs code of built packages).
     With the network unless ``network`` is false.
 
-    Builds use the sandbox instead (:func:`deepdeb.sandbox.wrap_chroot`).
+    Builds use the sandbox instead (:func:`deepdeb.hermetic.sandbox.wrap_chroot`).
     """
     resolv = root / "etc" / "resolv.conf"
     if resolv.is_symlink() or not resolv.exists():

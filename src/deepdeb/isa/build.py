@@ -23,15 +23,15 @@ from pathlib import Path
 
 from debian.deb822 import Deb822
 
-from . import cleanroom, sandbox
-from .cleanroom import CleanRoot
-from .elf import is_elf, read_elf
-from .errors import BuildError, DeepdebError, FlagsNotAppliedError, MissingBuildDepsError
-from .fetch import SourcePackage, unpack
-from .isa import BASELINE, BuildPlan, compiler_flags
-from .recipe import Isa
-from .sandbox import NetworkAttempt
-from .util import run
+from deepdeb.debian.elf import is_elf, read_elf
+from deepdeb.errors import BuildError, DeepdebError, FlagsNotAppliedError, MissingBuildDepsError
+from deepdeb.hermetic import cleanroom, sandbox
+from deepdeb.hermetic.cleanroom import CleanRoot
+from deepdeb.hermetic.sandbox import NetworkAttempt
+from deepdeb.isa.levels import BASELINE, BuildPlan, compiler_flags
+from deepdeb.recipe.load import Isa
+from deepdeb.sources.fetch import SourcePackage, unpack
+from deepdeb.util import run
 
 FLAG_VARIABLES = ("CFLAGS", "CXXFLAGS", "FFLAGS", "FCFLAGS", "OBJCFLAGS", "OBJCXXFLAGS")
 

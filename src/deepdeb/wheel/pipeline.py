@@ -31,13 +31,20 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from rich.console import Console
 
-from . import audit
-from .errors import DeepdebError, SourceError
-from .pywheel import MAINTAINER, PackageSpec, WheelPackage, build_package, relation_for
-from .recipe import Flavor, Recipe
-from .sanity import run_sanity
-from .util import atomic_write_text, cache_root, sha256_file
-from .wheel import Dependency, Wheel, check_archive, debian_version, dependencies, open_wheel
+from deepdeb.errors import DeepdebError, SourceError
+from deepdeb.licence import audit
+from deepdeb.recipe.load import Flavor, Recipe
+from deepdeb.util import atomic_write_text, cache_root, sha256_file
+from deepdeb.wheel.package import MAINTAINER, PackageSpec, WheelPackage, build_package, relation_for
+from deepdeb.wheel.read import (
+    Dependency,
+    Wheel,
+    check_archive,
+    debian_version,
+    dependencies,
+    open_wheel,
+)
+from deepdeb.wheel.sanity import run_sanity
 
 # The platforms a bookworm amd64 system runs wheels for (glibc 2.36).
 PLATFORMS = (

@@ -30,12 +30,12 @@ from pathlib import Path
 from debian.deb822 import Deb822, PkgRelation
 from debian.debian_support import version_compare
 
-from . import cleanroom
-from .assemble import AssembledPackage
-from .errors import VerifyError
-from .isa import LEVELS, LOADER, HostCpu, rank, tunables_mask
-from .reach import ALTERNATIVE, DIRECTORY, RUNPATH, Reach
-from .util import run
+from deepdeb.errors import VerifyError
+from deepdeb.hermetic import cleanroom
+from deepdeb.isa.assemble import AssembledPackage
+from deepdeb.isa.levels import LEVELS, LOADER, HostCpu, rank, tunables_mask
+from deepdeb.isa.reach import ALTERNATIVE, DIRECTORY, RUNPATH, Reach
+from deepdeb.util import run
 
 PROBE = "/deepdeb-probe"
 STAND_IN = "/opt/deepdeb-stand-in"

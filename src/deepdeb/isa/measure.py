@@ -20,12 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import sandbox
-from .build import VariantBuild, elf_files, extract
-from .elf import read_elf
-from .errors import BenchmarkError
-from .isa import BASELINE, HostCpu, rank
-from .recipe import Benchmark
+from deepdeb.debian.elf import read_elf
+from deepdeb.errors import BenchmarkError
+from deepdeb.hermetic import sandbox
+from deepdeb.isa.build import VariantBuild, elf_files, extract
+from deepdeb.isa.levels import BASELINE, HostCpu, rank
+from deepdeb.recipe.load import Benchmark
 
 
 @dataclass
