@@ -30,8 +30,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from deepdeb.cpu.levels import BASELINE, host_cpu
 from deepdeb.isa.build import FLAG_VARIABLES, failed_in_tests
-from deepdeb.isa.levels import BASELINE, host_cpu
 from deepdeb.isa.measure import run_benchmarks, runtime_from_debs
 from deepdeb.isa.pipeline import run_build
 from deepdeb.recipe.load import load_recipe

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from deepdeb.debian.debpkg import elf_files
 from deepdeb.debian.elf import read_elf
 from deepdeb.hermetic import sandbox
-from deepdeb.isa.build import elf_files
 from deepdeb.isa.measure import Runtime, run_benchmarks
 from deepdeb.recipe.load import load_recipe
 from deepdeb.util import atomic_write_text

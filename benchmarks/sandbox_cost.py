@@ -31,8 +31,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from deepdeb.cpu.levels import host_cpu
 from deepdeb.hermetic import sandbox
-from deepdeb.isa.levels import host_cpu
 from deepdeb.util import atomic_write_text
 
 REPO = Path(__file__).resolve().parent.parent

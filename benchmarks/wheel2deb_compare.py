@@ -30,7 +30,7 @@ from debian.deb822 import Deb822, PkgRelation
 from debian.debian_support import version_compare
 
 from deepdeb.util import atomic_write_text
-from deepdeb.wheel.read import archive_versions
+from deepdeb.wheel.depends import archive_versions
 
 _OPS = {
     "=": lambda c: c == 0,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from deepdeb.cpu.levels import BASELINE, LEVELS, LOADER, host_cpu, rank
 from deepdeb.hermetic import cleanroom
-from deepdeb.isa.levels import BASELINE, LEVELS, LOADER, host_cpu, rank
 from deepdeb.isa.pipeline import run_build
 from deepdeb.isa.verify import hwcaps_mask_option, resolve_in_root
 from deepdeb.recipe.load import load_recipe, with_levels

@@ -14,13 +14,12 @@ from conftest import FIXTURES, build
 from debian.copyright import Copyright
 
 from deepdeb.archive import publish
-from deepdeb.licence.audit import (
-    audit_target,
-    classify,
-    copyright_file,
-    ml_verdict,
-    normalise,
-)
+from deepdeb.licence.audit import audit_target
+from deepdeb.licence.dep5 import copyright_file
+from deepdeb.licence.mlpolicy import ml_verdict
+from deepdeb.licence.scan import Finding
+from deepdeb.licence.table import classify, normalise
+from deepdeb.licence.verdict import decide
 
 AUDIT = FIXTURES / "audit"
 INPUTS = Path(__file__).parent.parent / ".cache" / "test-inputs"  # fetched by scripts/setup
@@ -261,8 +260,6 @@ def test_exceptions_follow_their_licence_and_autotools_licences_are_free() -> No
 
 
 def test_archive_review_settles_what_the_table_does_not_know() -> None:
-    from deepdeb.licence.audit import Finding, decide
-
     found = [
         Finding("a.c", "MIT", "free", "licensecheck"),
         Finding("doc/rfc.txt", "RFC-special", "unknown", "debian-copyright"),

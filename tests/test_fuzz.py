@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from deepdeb.errors import DeepdebError
 from deepdeb.inventory import scan as inventory
 from deepdeb.recipe.load import load_recipe, parse_recipe
-from deepdeb.wheel.read import WheelError, entry_points_of, open_wheel, read_record
+from deepdeb.sources.wheelfile import WheelError, entry_points_of, open_wheel, read_record
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

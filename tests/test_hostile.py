@@ -26,9 +26,9 @@ from deepdeb.hermetic import sandbox
 from deepdeb.inventory import scan as inventory
 from deepdeb.licence import audit
 from deepdeb.sources import fetch
+from deepdeb.sources.wheelfile import WheelError, open_wheel
 from deepdeb.util import cache_root
 from deepdeb.wheel.package import PackageSpec, build_package
-from deepdeb.wheel.read import WheelError, open_wheel
 
 DIST = "evil-1.0.dist-info"
 METADATA = b"Metadata-Version: 2.4\nName: evil\nVersion: 1.0\n"

@@ -5,20 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import pytest
 
-from deepdeb.errors import DeepdebError
-from deepdeb.isa.build import describe_failure, illegal_instruction
-from deepdeb.isa.levels import (
+from deepdeb.cpu.levels import (
     BASELINE,
     HOST_LEVEL_ENV,
     LEVELS,
-    LOADER,
     HostCpu,
     cap_level,
     host_cpu,
@@ -27,6 +22,8 @@ from deepdeb.isa.levels import (
     plan_builds,
     rank,
 )
+from deepdeb.errors import DeepdebError
+from deepdeb.isa.build import describe_failure, illegal_instruction
 from deepdeb.isa.measure import plan_levels
 
 ALL = ("x86-64-v2", "x86-64-v3", "x86-64-v4")
@@ -199,21 +196,3 @@ def test_results_say_why_each_level_is_out() -> None:
     assert by["x86-64-v3"].reason.startswith("the package's tests died of an illegal")
     assert "needs AVX2" in by["x86-64-v3"].reason
     assert not by["x86-64-v4"].built and by["x86-64-v4"].reason.endswith("; not fatal)")
-
-
-# --- knowledge as data --------------------------------------------------------------------
-
-
-def test_loader_directories_data_matches_the_loader() -> None:
-    data = tomllib.loads(resources.files("deepdeb").joinpath("data/loader.toml").read_text())
-    amd64 = data["arch"]["amd64"]
-    assert set(amd64) == {"multiarch", "system", "conf"}
-    assert all(d.startswith("/") and not d.endswith("/") for d in amd64["system"] + amd64["conf"])
-    help_text = subprocess.run([LOADER, "--help"], capture_output=True, text=True).stdout
-    system = [
-        line.split("(")[0].strip()
-        for line in help_text.splitlines()
-        if line.strip().endswith("(system search path)")
-    ]
-    assert system == amd64["system"]
-    assert all(amd64["multiarch"] in d for d in amd64["system"][:2])

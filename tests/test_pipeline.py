@@ -24,6 +24,7 @@ from conftest import (
     vecmath_recipe,
 )
 
+from deepdeb.cpu.levels import LEVELS, host_cpu, level_features
 from deepdeb.debian.elf import read_elf
 from deepdeb.errors import (
     BenchmarkError,
@@ -33,7 +34,6 @@ from deepdeb.errors import (
     SourceError,
 )
 from deepdeb.isa.assemble import debug_file
-from deepdeb.isa.levels import LEVELS, host_cpu, level_features
 from deepdeb.report.tables import BuildReport
 from deepdeb.util import sha256_file
 

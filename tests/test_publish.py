@@ -15,9 +15,10 @@ from debian.deb822 import Deb822
 
 from deepdeb.archive import publish
 from deepdeb.cli import main
+from deepdeb.cpu.levels import host_cpu, tunables_mask
+from deepdeb.debian.target import SUITE
 from deepdeb.errors import DeepdebError
 from deepdeb.hermetic import cleanroom
-from deepdeb.isa.levels import host_cpu, tunables_mask
 from deepdeb.report.tables import BuildReport
 from deepdeb.util import sha256_file
 
@@ -40,7 +41,7 @@ def test_publish_makes_a_signed_repository_and_repeats_idempotently(
     result = publish.publish([_out(quick_build)], repo)
     assert sorted(result.added) == sorted(p.file.name for p in quick_build.packages)
     assert not result.private and len(result.fingerprint) == 40
-    dists = repo / "dists" / publish.SUITE
+    dists = repo / "dists" / SUITE
     assert _gpgv(repo, dists / "InRelease").returncode == 0
     assert _gpgv(repo, dists / "Release.gpg", dists / "Release").returncode == 0
     release = Deb822((dists / "Release").read_text())

@@ -18,7 +18,7 @@ from conftest import (
     listed,
 )
 
-from deepdeb.isa.levels import LOADER
+from deepdeb.cpu.levels import LOADER
 from deepdeb.isa.reach import (
     ALTERNATIVE,
     DIRECTORY,

@@ -92,7 +92,7 @@ def _torch_wheel_here() -> bool:
     """The PyTorch example needs its wheel, which pip's configuration finds on disk (it is
     fetched into deepdeb's cache here, where the build then finds it)."""
     from deepdeb.errors import SourceError
-    from deepdeb.wheel.pipeline import fetch_wheel
+    from deepdeb.sources.wheels import fetch_wheel
 
     try:
         fetch_wheel("torch==2.13.0")

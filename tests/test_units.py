@@ -9,18 +9,7 @@ from pathlib import Path
 import pytest
 from debian.debian_support import version_compare
 
-from deepdeb.debian.elf import isa_needed
-from deepdeb.errors import MissingBuildDepsError, VerifyError
-from deepdeb.isa.assemble import (
-    AssembledPackage,
-    addon_control,
-    deb_filename,
-    hwcaps_path,
-    require_glibc,
-    rewrite_relations,
-)
-from deepdeb.isa.build import build_environment, failed_in_tests
-from deepdeb.isa.levels import (
+from deepdeb.cpu.levels import (
     BASELINE,
     HOST_LEVEL_ENV,
     LOADER,
@@ -30,13 +19,18 @@ from deepdeb.isa.levels import (
     rank,
     tunables_mask,
 )
+from deepdeb.debian.debpkg import AssembledPackage, deb_filename
+from deepdeb.debian.elf import isa_needed
+from deepdeb.debian.lintian import LintianError, lintian_tags
+from deepdeb.errors import MissingBuildDepsError, VerifyError
+from deepdeb.isa.assemble import addon_control, hwcaps_path, require_glibc, rewrite_relations
+from deepdeb.isa.build import build_environment, failed_in_tests
 from deepdeb.isa.measure import LevelResult, decide, round_order
 from deepdeb.isa.reach import DIRECTORY, Reach
 from deepdeb.isa.verify import (
     expected_file,
     hwcaps_mask_option,
     installable_together,
-    lintian_tags,
     run_lintian,
 )
 from deepdeb.recipe.load import Isa
@@ -266,7 +260,7 @@ def test_lintian_errors_are_reported_as_tags_not_as_a_failure_to_run(tmp_path: P
     package = AssembledPackage("bad", "1", "all", deb)
     with pytest.raises(VerifyError, match=r"lintian reports errors:\n  bad: "):
         run_lintian([package])
-    with pytest.raises(VerifyError, match="lintian failed to run"):
+    with pytest.raises(LintianError, match="lintian failed to run"):
         lintian_tags([tmp_path / "missing.deb"])
 
 

@@ -16,7 +16,9 @@ from packaging.version import Version
 from wheelmaker import make_wheel, native_wheel
 
 from deepdeb.hermetic import cleanroom
-from deepdeb.wheel import read as wheel
+from deepdeb.sources.wheelfile import WheelError, open_wheel
+from deepdeb.wheel.depends import check_archive, debian_version, dependencies, relations
+from deepdeb.wheel.layout import extract
 from deepdeb.wheel.package import PackageSpec, build_package
 
 PURE = {"tinypkg/__init__.py": b"VALUE = 42\n"}
@@ -28,11 +30,11 @@ def test_pep440_versions_map_to_debian_versions_that_sort_the_same() -> None:
         "1.0.post1", "1.0.1", "1!0.5",
     ]  # fmt: skip
     assert pep == sorted(pep, key=Version)
-    deb = [wheel.debian_version(v) for v in pep]
+    deb = [debian_version(v) for v in pep]
     assert deb == sorted(deb, key=functools.cmp_to_key(version_compare))
-    assert wheel.debian_version("2.13.0+cpu") == "2.13.0+cpu"
-    assert wheel.debian_version("1.0rc1") == "1.0~rc1"
-    assert wheel.debian_version("1!0.5") == "1:0.5"
+    assert debian_version("2.13.0+cpu") == "2.13.0+cpu"
+    assert debian_version("1.0rc1") == "1.0~rc1"
+    assert debian_version("1!0.5") == "1:0.5"
 
 
 @pytest.mark.parametrize(
@@ -47,56 +49,56 @@ def test_pep440_versions_map_to_debian_versions_that_sort_the_same() -> None:
     ],
 )
 def test_specifiers_become_debian_relations(spec: str, expected: list[tuple[str, str]]) -> None:
-    assert wheel.relations(Specifier(spec)) == expected
+    assert relations(Specifier(spec)) == expected
 
 
 def test_wheel_without_record_is_refused(tmp_path: Path) -> None:
     whl = make_wheel(tmp_path, "tinypkg", "1.0", PURE, record=False)
-    with pytest.raises(wheel.WheelError, match=r"no tinypkg-1\.0\.dist-info/RECORD"):
-        wheel.open_wheel(whl)
+    with pytest.raises(WheelError, match=r"no tinypkg-1\.0\.dist-info/RECORD"):
+        open_wheel(whl)
 
 
 def test_wheel_with_a_bad_hash_is_refused(tmp_path: Path) -> None:
     whl = make_wheel(tmp_path, "tinypkg", "1.0", PURE, tamper="tinypkg/__init__.py")
-    opened = wheel.open_wheel(whl)
-    with pytest.raises(wheel.WheelError, match=r"tinypkg/__init__.py: SHA-256 does not match"):
-        wheel.extract(opened, tmp_path / "root")
+    opened = open_wheel(whl)
+    with pytest.raises(WheelError, match=r"tinypkg/__init__.py: SHA-256 does not match"):
+        extract(opened, tmp_path / "root")
 
 
 @pytest.mark.parametrize("evil", ["../../etc/cron.d/x", "/etc/passwd", "tinypkg/../../up"])
 def test_wheel_with_a_path_escaping_its_root_is_refused(tmp_path: Path, evil: str) -> None:
     whl = make_wheel(tmp_path, "tinypkg", "1.0", PURE, extra_members={evil: b"x"})
-    with pytest.raises(wheel.WheelError, match="escapes the wheel's root"):
-        wheel.open_wheel(whl)
+    with pytest.raises(WheelError, match="escapes the wheel's root"):
+        open_wheel(whl)
     assert not (tmp_path / "etc").exists()
 
 
 def test_file_missing_from_record_is_refused(tmp_path: Path) -> None:
     whl = make_wheel(tmp_path, "tinypkg", "1.0", PURE, extra_members={"tinypkg/x.py": b"1"})
-    with pytest.raises(wheel.WheelError, match=r"files not in RECORD: tinypkg/x.py"):
-        wheel.open_wheel(whl)
+    with pytest.raises(WheelError, match=r"files not in RECORD: tinypkg/x.py"):
+        open_wheel(whl)
 
 
 def test_requirements_map_to_debian_and_unsatisfiable_ones_are_named(tmp_path: Path) -> None:
-    whl = wheel.open_wheel(native_wheel(tmp_path, tmp_path / "dist"))
-    deps = wheel.dependencies(whl)
+    whl = open_wheel(native_wheel(tmp_path, tmp_path / "dist"))
+    deps = dependencies(whl)
     assert [d.package for d in deps] == ["python3-numpy", "python3-typing-extensions"]
-    wheel.check_archive(deps)
+    check_archive(deps)
     numpy, typing = deps
     assert numpy.relation() == "python3-numpy (>= 1.20)" and numpy.satisfiable
     assert not typing.satisfiable
     assert typing.why_not().startswith("the archive has python3-typing-extensions 4.")
-    with_yaml = wheel.dependencies(whl, extras=("yaml",))
+    with_yaml = dependencies(whl, extras=("yaml",))
     assert "python3-yaml" in [d.package for d in with_yaml]
 
 
 @pytest.fixture(scope="module")
 def native_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("native")
-    whl = wheel.open_wheel(native_wheel(tmp, tmp / "dist"))
+    whl = open_wheel(native_wheel(tmp, tmp / "dist"))
     spec = PackageSpec(
         package="python3-fastmod",
-        version=wheel.debian_version(whl.version) + "-1",
+        version=debian_version(whl.version) + "-1",
         depends=("python3-numpy (>= 1.20)",),
     )
     built = build_package(whl, spec, tmp / "work", tmp)
@@ -174,7 +176,7 @@ def test_apt_installs_it_in_a_clean_root_and_byte_compiles_it(
 
 
 def test_pure_wheel_is_architecture_all(tmp_path: Path) -> None:
-    whl = wheel.open_wheel(make_wheel(tmp_path, "tinypkg", "1.0rc1", PURE))
+    whl = open_wheel(make_wheel(tmp_path, "tinypkg", "1.0rc1", PURE))
     spec = PackageSpec(package="python3-tinypkg", version="1.0~rc1-1")
     deb = build_package(whl, spec, tmp_path / "work", tmp_path).deb.file
     fields = control(deb)
@@ -350,7 +352,7 @@ def test_audit_of_a_wheel_recipe_scans_its_wheel(
 
 
 def test_converting_a_wheel_twice_gives_the_same_bytes(tmp_path: Path) -> None:
-    whl = wheel.open_wheel(native_wheel(tmp_path, tmp_path / "dist"))
+    whl = open_wheel(native_wheel(tmp_path, tmp_path / "dist"))
     spec = PackageSpec(package="python3-fastmod", version="1.2.0-1")
     first = build_package(whl, spec, tmp_path / "w1", tmp_path / "o1").deb
     second = build_package(whl, spec, tmp_path / "w2", tmp_path / "o2").deb

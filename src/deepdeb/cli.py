@@ -18,12 +18,14 @@ from rich.table import Table
 
 from deepdeb import __version__
 from deepdeb.archive import publish
+from deepdeb.cpu.levels import LEVELS, host_cpu, level_features
+from deepdeb.debian.target import SUITE
 from deepdeb.errors import DeepdebError
 from deepdeb.inventory import scan as inventory
 from deepdeb.inventory.debmatch import SourceIndex
-from deepdeb.isa.levels import LEVELS, host_cpu, level_features
 from deepdeb.isa.pipeline import BACKENDS, LAYOUTS, run_build
 from deepdeb.licence import audit
+from deepdeb.licence.dep5 import copyright_file
 from deepdeb.recipe.load import load_recipe, with_levels
 from deepdeb.report.tables import print_audit, print_inventory, print_report
 from deepdeb.util import atomic_write_text
@@ -109,7 +111,7 @@ def _cmd_audit(args: argparse.Namespace, out: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="deepdeb-audit-") as tmp:
         result = audit.audit_target(args.target, Path(tmp), deep=args.deep)
     if args.write_copyright:
-        text = audit.copyright_file(result.verdict, result.upstream_name, result.source)
+        text = copyright_file(result.verdict, result.upstream_name, result.source)
         atomic_write_text(args.write_copyright, text)
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2))
@@ -155,7 +157,7 @@ def _cmd_publish(args: argparse.Namespace, out: Console) -> int:
         print(json.dumps(result.to_json(), indent=2))
         return 0
     kind = "PRIVATE" if result.private else "public"
-    table = Table(title=f"{args.repo} ({kind}, {publish.SUITE})")
+    table = Table(title=f"{args.repo} ({kind}, {SUITE})")
     table.add_column("package file")
     table.add_column("result")
     for name in result.added:
@@ -170,7 +172,7 @@ def _cmd_publish(args: argparse.Namespace, out: Console) -> int:
         "use it with:\n"
         f"  install -D -m 644 {keyring} /etc/apt/keyrings/deepdeb.gpg\n"
         "  printf 'Types: deb\\nURIs: file:"
-        f"{args.repo.resolve()}\\nSuites: {publish.SUITE}\\nComponents: main contrib "
+        f"{args.repo.resolve()}\\nSuites: {SUITE}\\nComponents: main contrib "
         "non-free\\nSigned-By: /etc/apt/keyrings/deepdeb.gpg\\n' "
         "> /etc/apt/sources.list.d/deepdeb.sources",
         highlight=False,

@@ -9,8 +9,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import tomllib
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from deepdeb.errors import DeepdebError
 
@@ -105,3 +108,10 @@ def cache_root() -> Path:
         return Path(os.environ["DEEPDEB_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "deepdeb"
+
+
+def data_toml(name: str) -> dict[str, Any]:
+    """One of deepdeb's knowledge files (``deepdeb/data/<name>``), parsed. Knowledge that
+    changes with Debian or upstream (licences, loader paths, package names) lives there,
+    each file with a schema test, so updating it is an edit to data, not to code."""
+    return tomllib.loads(resources.files("deepdeb").joinpath(f"data/{name}").read_text())

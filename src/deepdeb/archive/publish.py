@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepdeb.debian.lintian import lintian_tags
+from deepdeb.debian.target import SUITE
 from deepdeb.errors import DeepdebError
-from deepdeb.isa.verify import lintian_tags
 from deepdeb.util import atomic_write_bytes, atomic_write_text, run, sha256_file
 
-SUITE = "bookworm"
 COMPONENTS = ("main", "contrib", "non-free")
 # A private repository also takes local-only builds, in a component of their own.
 LOCAL_COMPONENT = "local"

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepdeb.isa.levels import BASELINE, LEVELS, rank
+from deepdeb.cpu.levels import BASELINE, LEVELS, rank
 from deepdeb.util import run
 
 

@@ -32,13 +32,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from deepdeb.debian.target import SUITE
 from deepdeb.errors import DeepdebError, MissingBuildDepsError
 from deepdeb.hermetic import sandbox
 from deepdeb.hermetic.sandbox import BUILD_USER
 from deepdeb.hermetic.sandbox import HOME as SANDBOX_HOME
 from deepdeb.util import atomic_write_text, cache_root, run, sha256_file
 
-SUITE = "bookworm"
 VARIANT = "buildd"
 # Roots where built packages are installed and checked (verify, sanity): essential
 # packages and apt, binary indices only. Half the size of a build chroot, so quicker to

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ from urllib.parse import urlsplit
 
 from debian.deb822 import Sources
 
-from deepdeb.util import atomic_write_text, cache_root, run
+from deepdeb.debian import apt
+from deepdeb.util import atomic_write_text, cache_root
 
 # Hosts that say nothing about a project by themselves.
 _FORGES = {
@@ -107,12 +107,8 @@ class SourceIndex:
 
     @classmethod
     def from_apt(cls, cache: Path | None = None) -> SourceIndex:
-        files = run(
-            ["apt-get", "indextargets", "--format", "$(FILENAME)", "Identifier: Sources"],
-            check=False,
-        ).stdout.split()
-        files = [f for f in files if os.path.exists(f)]
-        stamp = [[f, os.stat(f).st_size, os.stat(f).st_mtime] for f in files]
+        files = apt.source_index_files()
+        stamp = [[str(f), f.stat().st_size, f.stat().st_mtime] for f in files]
         path = (cache or cache_root()) / "apt-sources-index.json"
         try:
             cached = json.loads(path.read_text())
@@ -123,7 +119,7 @@ class SourceIndex:
         homepages: dict[str, list[str]] = {}
         names: set[str] = set()
         for f in files:
-            text = run(["/usr/lib/apt/apt-helper", "cat-file", f]).stdout
+            text = apt.read_index(f)
             for para in Sources.iter_paragraphs(
                 io.StringIO(text), fields=["Package", "Homepage"], use_apt_pkg=False
             ):

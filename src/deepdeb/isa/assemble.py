@@ -17,74 +17,38 @@ itself is done by ``dpkg-deb``.
 from __future__ import annotations
 
 import filecmp
-import hashlib
 import os
 import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from debian.deb822 import Deb822, PkgRelation
 from debian.debian_support import Version
 
+from deepdeb.cpu.levels import BASELINE, MIN_GLIBC
+from deepdeb.debian.debpkg import (
+    RELATION_FIELDS,
+    AssembledPackage,
+    build_deb,
+    elf_files,
+    extract,
+    installed_size_kib,
+    read_control,
+    write_control,
+    write_md5sums,
+)
 from deepdeb.debian.elf import read_elf
 from deepdeb.errors import AssembleError
-from deepdeb.isa.build import VariantBuild, elf_files, extract
-from deepdeb.isa.levels import BASELINE, MIN_GLIBC
+from deepdeb.isa.build import VariantBuild
 from deepdeb.isa.reach import ALTERNATIVE, Reach, register_variants
 from deepdeb.util import run, sha256_file
 
 HWCAPS = "glibc-hwcaps"
 LOCAL_SUFFIX = "+local1"
-RELATION_FIELDS = (
-    "Pre-Depends",
-    "Depends",
-    "Recommends",
-    "Suggests",
-    "Enhances",
-    "Breaks",
-    "Conflicts",
-    "Replaces",
-    "Provides",
-)
-
-
-@dataclass
-class AssembledPackage:
-    package: str
-    version: str
-    architecture: str
-    file: Path
-    size: int = 0
-    installed_size: int = 0
-    sha256: str = ""
-    hwcaps_files: list[str] = field(default_factory=list)  # paths inside the package
-    stock: bool = False  # byte-identical to the stock build
-    area: str = ""  # archive area from the licence audit
-    redistributable: bool = False
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "package": self.package,
-            "version": self.version,
-            "architecture": self.architecture,
-            "file": self.file.name,
-            "size": self.size,
-            "installed_size_kib": self.installed_size,
-            "sha256": self.sha256,
-            "stock": self.stock,
-            "area": self.area,
-            "redistributable": self.redistributable,
-            "hwcaps_files": self.hwcaps_files,
-        }
 
 
 # --- pure helpers -----------------------------------------------------------------------
-
-
-def deb_filename(package: str, version: str, architecture: str, ext: str = "deb") -> str:
-    """Debian's file name for a binary package: the epoch is not part of it."""
-    return f"{package}_{version.split(':', 1)[-1]}_{architecture}.{ext}"
 
 
 def rewrite_relations(value: str, siblings: set[str], old: str, new: str) -> str:
@@ -129,19 +93,6 @@ def require_glibc(depends: str | None) -> str:
     return str(PkgRelation.str(relations))
 
 
-def installed_size_kib(root: Path) -> int:
-    """Installed-Size as dpkg-gencontrol computes it: KiB per file rounded up, 1 per other."""
-    total = 0
-    for path in root.rglob("*"):
-        if path.relative_to(root).parts[0] == "DEBIAN":
-            continue
-        if path.is_file() and not path.is_symlink():
-            total += (path.stat().st_size + 1023) // 1024
-        else:
-            total += 1
-    return total
-
-
 def hwcaps_path(library: str, level: str) -> str:
     """Where a level's copy of ``usr/lib/x86_64-linux-gnu/libfoo.so.1`` goes."""
     directory, _, name = library.rpartition("/")
@@ -149,49 +100,6 @@ def hwcaps_path(library: str, level: str) -> str:
 
 
 # --- edges: files and dpkg-deb ---------------------------------------------------------
-
-
-def _control(tree: Path) -> Deb822:
-    with open(tree / "DEBIAN" / "control", encoding="utf-8") as f:
-        return Deb822(f)
-
-
-_FIELD_ORDER = (
-    "Package",
-    "Source",
-    "Version",
-    "Architecture",
-    "Maintainer",
-    "Installed-Size",
-    *RELATION_FIELDS,
-    "Section",
-    "Priority",
-    "Multi-Arch",
-)
-
-
-def write_control(tree: Path, control: Deb822) -> None:
-    """Write control fields in dpkg-gencontrol's order, Description last."""
-    ordered = Deb822()
-    for name in [*_FIELD_ORDER, *control.keys(), "Description"]:
-        if name in control and (name not in ordered or name == "Description"):
-            ordered.pop(name, None)
-            ordered[name] = control[name]
-    (tree / "DEBIAN" / "control").write_text(ordered.dump(), encoding="utf-8")
-
-
-def write_md5sums(tree: Path) -> None:
-    lines = []
-    for path in sorted(tree.rglob("*")):
-        rel = path.relative_to(tree)
-        if rel.parts[0] == "DEBIAN" or path.is_symlink() or not path.is_file():
-            continue
-        digest = hashlib.md5()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        lines.append(f"{digest.hexdigest()}  {rel.as_posix()}\n")
-    (tree / "DEBIAN" / "md5sums").write_text("".join(lines), encoding="utf-8")
 
 
 def check_no_isa_marker_outside_hwcaps(tree: Path, package: str) -> None:
@@ -217,29 +125,6 @@ def source_date_epoch(changelog: Path) -> int:
     """
     out = run(["dpkg-parsechangelog", "-l", changelog, "-STimestamp"]).stdout
     return int(out.strip())
-
-
-def build_deb(
-    tree: Path, dest_dir: Path, ext: str, epoch: int, compress: tuple[str, ...] = ()
-) -> AssembledPackage:
-    """dpkg-deb --build, with every mtime clamped to the source's date (reproducible)."""
-    control = _control(tree)
-    name = deb_filename(control["Package"], control["Version"], control["Architecture"], ext)
-    dest = dest_dir / name
-    for path in [tree, *tree.rglob("*")]:
-        if path.lstat().st_mtime > epoch:
-            os.utime(path, (epoch, epoch), follow_symlinks=False)
-    env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch))
-    run(["dpkg-deb", "--root-owner-group", *compress, "--build", tree, dest], env=env)
-    return AssembledPackage(
-        package=control["Package"],
-        version=control["Version"],
-        architecture=control["Architecture"],
-        file=dest,
-        size=dest.stat().st_size,
-        installed_size=int(control.get("Installed-Size", "0")),
-        sha256=sha256_file(dest),
-    )
 
 
 def _stock(deb: Path, dest_dir: Path) -> AssembledPackage:
@@ -396,7 +281,7 @@ def _assemble_fat(plan: _Plan, dest: Path) -> list[AssembledPackage]:
         tree = plan.work / "fat" / name
         tree.parent.mkdir(parents=True, exist_ok=True)
         run(["dpkg-deb", "-R", deb, tree])
-        control = _control(tree)
+        control = read_control(tree)
         old = control["Version"]
         added: list[str] = []
         libraries = plan.variant_libraries(name) if control["Architecture"] != "all" else {}

@@ -16,19 +16,20 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from debian.deb822 import Deb822
 
-from deepdeb.debian.elf import is_elf, read_elf
+from deepdeb.cpu.levels import BASELINE, BuildPlan, compiler_flags
+from deepdeb.debian.debpkg import elf_files, extract
+from deepdeb.debian.elf import read_elf
 from deepdeb.errors import BuildError, DeepdebError, FlagsNotAppliedError, MissingBuildDepsError
 from deepdeb.hermetic import cleanroom, sandbox
 from deepdeb.hermetic.cleanroom import CleanRoot
 from deepdeb.hermetic.sandbox import NetworkAttempt
-from deepdeb.isa.levels import BASELINE, BuildPlan, compiler_flags
 from deepdeb.recipe.load import Isa
 from deepdeb.sources.fetch import SourcePackage, unpack
 from deepdeb.util import run
@@ -400,22 +401,6 @@ def build_all(
     if errors:
         raise errors[0]
     return results
-
-
-def extract(deb: Path, dest: Path) -> Path:
-    """Unpack a .deb's data (not its control files) under ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    run(["dpkg-deb", "-x", deb, dest])
-    return dest
-
-
-def elf_files(root: Path) -> Iterator[Path]:
-    """ELF files under an unpacked package, leaving out detached debug symbols."""
-    for path in sorted(root.rglob("*")):
-        if "usr/lib/debug" in path.relative_to(root).as_posix():
-            continue
-        if is_elf(path):
-            yield path
 
 
 def check_flags_applied(variant: VariantBuild, scratch: Path) -> None:

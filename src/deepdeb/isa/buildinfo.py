@@ -18,9 +18,9 @@ from pathlib import Path
 from debian.deb822 import Deb822
 
 from deepdeb import __version__
+from deepdeb.debian.debpkg import AssembledPackage
 from deepdeb.errors import DeepdebError
 from deepdeb.hermetic.sandbox import read_regular
-from deepdeb.isa.assemble import AssembledPackage
 from deepdeb.sources.fetch import SourcePackage
 from deepdeb.util import sha256_file
 

@@ -20,11 +20,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deepdeb.cpu.levels import BASELINE, HostCpu, rank
+from deepdeb.debian.debpkg import elf_files, extract
 from deepdeb.debian.elf import read_elf
 from deepdeb.errors import BenchmarkError
 from deepdeb.hermetic import sandbox
-from deepdeb.isa.build import VariantBuild, elf_files, extract
-from deepdeb.isa.levels import BASELINE, HostCpu, rank
+from deepdeb.isa.build import VariantBuild
 from deepdeb.recipe.load import Benchmark
 
 

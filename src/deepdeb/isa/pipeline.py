@@ -19,11 +19,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from deepdeb.cpu.levels import BASELINE, BuildPlan, HostCpu, host_cpu, plan_builds
+from deepdeb.debian.debpkg import deb_filename
+from deepdeb.debian.target import SUITE
 from deepdeb.errors import DeepdebError
 from deepdeb.hermetic import cleanroom, sandbox
 from deepdeb.hermetic.sandbox import read_regular
 from deepdeb.isa import buildinfo, reach
-from deepdeb.isa.assemble import assemble, deb_filename, source_date_epoch
+from deepdeb.isa.assemble import assemble, source_date_epoch
 from deepdeb.isa.build import (
     VariantBuild,
     architecture_dependent,
@@ -31,7 +34,6 @@ from deepdeb.isa.build import (
     check_build_deps,
     check_flags_applied,
 )
-from deepdeb.isa.levels import BASELINE, BuildPlan, HostCpu, host_cpu, plan_builds
 from deepdeb.isa.measure import (
     LevelResult,
     Runtime,
@@ -220,7 +222,7 @@ def _ensure(out: Path) -> Path:
 
 
 def _clean_room(tree: Path, source: str, work: Path, console: Console) -> cleanroom.CleanRoot:
-    with console.status(f"clean room: the {cleanroom.SUITE} chroot (made once, then cached) ..."):
+    with console.status(f"clean room: the {SUITE} chroot (made once, then cached) ..."):
         chroot = cleanroom.ensure_chroot()
     if chroot.created_seconds is not None:
         console.print(f"made the chroot in {chroot.created_seconds:.0f} s: {chroot.tarball}")

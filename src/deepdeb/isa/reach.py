@@ -36,14 +36,12 @@ from __future__ import annotations
 import os
 import posixpath
 import shlex
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from deepdeb.debian.elf import read_elf
-from deepdeb.util import run
+from deepdeb.util import data_toml, run
 
 HWCAPS = "glibc-hwcaps"
 DIRECTORY = "directory"
@@ -139,7 +137,7 @@ def normalise(directory: str) -> str:
 def loader_dirs(architecture: str = "amd64", extra: Iterable[str] = ()) -> frozenset[str]:
     """The directories the loader searches by name on a stock Debian system, plus ``extra``
     (the package's own ld.so.conf.d entries)."""
-    data = tomllib.loads(resources.files("deepdeb").joinpath("data/loader.toml").read_text())
+    data = data_toml("loader.toml")
     arch = data["arch"][architecture]
     return frozenset(normalise(d) for d in [*arch["system"], *arch["conf"], *extra])
 

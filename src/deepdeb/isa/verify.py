@@ -30,10 +30,11 @@ from pathlib import Path
 from debian.deb822 import Deb822, PkgRelation
 from debian.debian_support import version_compare
 
+from deepdeb.cpu.levels import LEVELS, LOADER, HostCpu, rank, tunables_mask
+from deepdeb.debian.debpkg import AssembledPackage
+from deepdeb.debian.lintian import lintian_tags
 from deepdeb.errors import VerifyError
 from deepdeb.hermetic import cleanroom
-from deepdeb.isa.assemble import AssembledPackage
-from deepdeb.isa.levels import LEVELS, LOADER, HostCpu, rank, tunables_mask
 from deepdeb.isa.reach import ALTERNATIVE, DIRECTORY, RUNPATH, Reach
 from deepdeb.util import run
 
@@ -394,19 +395,6 @@ class LintianResult:
     ran: bool
     errors: list[str]
     warnings: list[str]
-
-
-def lintian_tags(debs: list[Path]) -> tuple[list[str], list[str]]:
-    """lintian's errors and warnings for ``debs``; a lintian that fails to run is an error."""
-    proc = run(["lintian", "--no-tag-display-limit", *debs], check=False)
-    tags = re.findall(r"^([EW]): (.*)$", proc.stdout, flags=re.M)
-    # lintian exits 2 when it reports errors (--fail-on error): only a status without any
-    # tag to explain it means that lintian itself failed.
-    if proc.returncode not in (0, 1, 2) or (proc.returncode == 2 and not tags):
-        raise VerifyError(f"lintian failed to run:\n{proc.stderr.strip()[-1500:]}")
-    errors = [text for kind, text in tags if kind == "E"]
-    warnings = [text for kind, text in tags if kind == "W"]
-    return errors, warnings
 
 
 def run_lintian(packages: list[AssembledPackage]) -> LintianResult:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepdeb.cpu.levels import BASELINE, OPTIONAL_LEVELS, rank
 from deepdeb.errors import RecipeError
-from deepdeb.isa.levels import BASELINE, OPTIONAL_LEVELS, rank
 
 
 @dataclass(frozen=True)

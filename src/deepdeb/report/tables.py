@@ -12,12 +12,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from deepdeb import __version__
+from deepdeb.debian.debpkg import AssembledPackage
 from deepdeb.inventory.scan import Inventory
-from deepdeb.isa.assemble import AssembledPackage
 from deepdeb.isa.measure import LevelResult
 from deepdeb.isa.reach import Reach
 from deepdeb.isa.verify import LintianResult, LoaderCheck, checks_to_json
-from deepdeb.licence.audit import AuditResult, Verdict
+from deepdeb.licence.audit import AuditResult
+from deepdeb.licence.verdict import Verdict
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import IO
 from debian.changelog import Changelog
 from debian.deb822 import Dsc
 
+from deepdeb.debian import apt
 from deepdeb.errors import SourceError
 from deepdeb.recipe.load import Source
 from deepdeb.util import cache_root, run, sha256_file
@@ -252,9 +253,9 @@ def _download(spec: str, cache: Path) -> SourcePackage:
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".download-"))
     try:
-        proc = run(["apt-get", "source", "--download-only", spec], cwd=tmp, check=False)
-        if proc.returncode != 0:
-            raise SourceError(_explain_apt_failure(spec, proc.stderr + proc.stdout))
+        status, output = apt.download_source(spec, tmp)
+        if status != 0:
+            raise SourceError(_explain_apt_failure(spec, output))
         dscs = sorted(tmp.glob("*.dsc"))
         if len(dscs) != 1:
             raise SourceError(f"apt-get source {spec}: expected one .dsc, got {len(dscs)}")

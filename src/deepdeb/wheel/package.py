@@ -26,27 +26,22 @@ from pathlib import Path
 from debian.changelog import Changelog
 from debian.deb822 import Deb822
 
-from deepdeb.debian.elf import read_elf
-from deepdeb.errors import DeepdebError
-from deepdeb.isa.assemble import (
+from deepdeb.debian.debpkg import (
     AssembledPackage,
     build_deb,
+    elf_files,
     installed_size_kib,
     write_control,
     write_md5sums,
 )
-from deepdeb.isa.build import elf_files
+from deepdeb.debian.elf import read_elf
+from deepdeb.debian.target import DIST_PACKAGES, PYTHON, SUITE
+from deepdeb.errors import DeepdebError
 from deepdeb.recipe.load import DEBIAN_NAME
+from deepdeb.sources.wheelfile import Wheel, WheelError
 from deepdeb.util import run
-from deepdeb.wheel.read import (
-    DIST_PACKAGES,
-    PYTHON,
-    Dependency,
-    Wheel,
-    WheelError,
-    entry_point_script,
-    extract,
-)
+from deepdeb.wheel.depends import Dependency
+from deepdeb.wheel.layout import entry_point_script, extract
 
 MAINTAINER = "deepdeb <deepdeb@example.org>"  # the recipe sets its own
 CHOICES = ("depend", "bundle", "package")
@@ -152,7 +147,7 @@ def _write_docs(wheel: Wheel, spec: PackageSpec, root: Path, epoch: int) -> None
     changelog.new_block(
         package=spec.package,
         version=spec.version,
-        distributions="bookworm",
+        distributions=SUITE,
         urgency="medium",
         author=spec.maintainer,
         date=time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(epoch)),

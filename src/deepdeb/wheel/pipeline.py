@@ -17,50 +17,25 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
 from rich.console import Console
 
-from deepdeb.errors import DeepdebError, SourceError
-from deepdeb.licence import audit
+from deepdeb.errors import DeepdebError
+from deepdeb.licence.audit import audit_wheel
+from deepdeb.licence.verdict import Verdict
 from deepdeb.recipe.load import Flavor, Recipe
-from deepdeb.util import atomic_write_text, cache_root, sha256_file
+from deepdeb.sources.wheelfile import Wheel, open_wheel
+from deepdeb.sources.wheels import Fetched, fetch_source, fetch_wheel
+from deepdeb.util import atomic_write_text
+from deepdeb.wheel.depends import Dependency, check_archive, debian_version, dependencies
 from deepdeb.wheel.package import MAINTAINER, PackageSpec, WheelPackage, build_package, relation_for
-from deepdeb.wheel.read import (
-    Dependency,
-    Wheel,
-    check_archive,
-    debian_version,
-    dependencies,
-    open_wheel,
-)
 from deepdeb.wheel.sanity import run_sanity
-
-# The platforms a bookworm amd64 system runs wheels for (glibc 2.36).
-PLATFORMS = (
-    "manylinux_2_28_x86_64",
-    "manylinux_2_17_x86_64",
-    "manylinux2014_x86_64",
-    "linux_x86_64",
-)
-_LICENCE_FILE = re.compile(r"(^|/)(licen[cs]es?/|(licen[cs]e|copying|notice)[^/]*$)", re.I)
-
-
-@dataclass
-class Fetched:
-    path: Path
-    sha256: str
-    origin: str
 
 
 @dataclass
@@ -77,57 +52,6 @@ class Planned:
     reasons: list[str] = field(default_factory=list)
 
 
-def fetch_wheel(what: str, cache: Path | None = None, *, path: Path | None = None) -> Fetched:
-    """A wheel on disk, or one pip downloads (``name==version`` or a requirement) into the
-    content-addressed cache; its SHA-256 is recorded either way."""
-    if path is not None:
-        if not path.is_file():
-            raise SourceError(f"{what}: wheel not found: {path}")
-        return Fetched(path, sha256_file(path), str(path))
-    cache = (cache or cache_root()) / "wheels"
-    cache.mkdir(parents=True, exist_ok=True)
-    cached = _cached_pin(what, cache)
-    if cached is not None:
-        return cached
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".pip-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
-               "--abi", "abi3", "--abi", "none", "--dest", tmp, "--quiet"]  # fmt: skip
-        for platform in PLATFORMS:
-            cmd += ["--platform", platform]
-        proc = subprocess.run([*cmd, what], capture_output=True, text=True)
-        found = sorted(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or len(found) != 1:
-            raise SourceError(f"pip could not fetch a wheel for {what!r}:\n{proc.stderr[-1500:]}")
-        digest = sha256_file(found[0])
-        final = cache / digest / found[0].name
-        final.parent.mkdir(exist_ok=True)
-        os.replace(found[0], final)
-    return Fetched(final, digest, f"pypi:{what}")
-
-
-def _cached_pin(what: str, cache: Path) -> Fetched | None:
-    """A pinned ``name==version`` already in the cache, still matching its digest."""
-    name, sep, version = what.partition("==")
-    if not sep or any(c in version for c in "*,;<>=!~"):
-        return None
-    # "torch==2.13.0" also matches a local version such as 2.13.0+cpu (PEP 440)
-    pattern = re.compile(
-        rf"{re.escape(canonicalize_name(name).replace('-', '_'))}-{re.escape(version)}[-+]", re.I
-    )
-    for path in sorted(cache.glob("*/*.whl")):
-        if pattern.match(path.name) and sha256_file(path) == path.parent.name:
-            return Fetched(path, path.parent.name, f"pypi:{what}")
-    return None
-
-
-def fetch_source(flavor: Flavor) -> Fetched:
-    if flavor.source.wheel is not None:
-        return fetch_wheel(f"flavour {flavor.name}", path=flavor.source.wheel)
-    assert flavor.source.pypi is not None
-    return fetch_wheel(flavor.source.pypi)
-
-
 def base_name(wheel: Wheel, flavor: Flavor) -> str:
     """The framework's package name: the cpu flavour's, and the stem of the others'."""
     return flavor.python.package or f"python3-{wheel.name}"
@@ -138,22 +62,11 @@ def package_name(wheel: Wheel, flavor: Flavor) -> str:
     return base if flavor.name == "cpu" else f"{base}-{flavor.name}"
 
 
-def _audit(fetched: Fetched, depends: list[str], work: Path) -> audit.Verdict:
+def _audit(fetched: Fetched, depends: list[str], work: Path) -> Verdict:
     """The licence verdict from the wheel's metadata and the licence files in its .dist-info
     (not every source file: a wheel holds compiled code whose headers are gone)."""
-    tree = work / "audit" / fetched.sha256[:16]
-    if tree.exists():
-        shutil.rmtree(tree)
-    with zipfile.ZipFile(fetched.path) as zf:
-        members = [
-            n
-            for n in zf.namelist()
-            if n.split("/", 1)[0].endswith(".dist-info")
-            and (n.endswith("/METADATA") or _LICENCE_FILE.search(n.split("/", 1)[1]))
-        ]
-        zf.extractall(tree, members)
     alternatives = [[d.split()[0].split(":")[0]] for d in depends]
-    return audit.decide(audit.scan(tree), [], alternatives)
+    return audit_wheel(fetched.path, work / "audit" / fetched.sha256[:16], alternatives)
 
 
 class UnsatisfiedRequirements(DeepdebError):

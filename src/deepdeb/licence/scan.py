@@ -1,0 +1,232 @@
+"""Per-file licence findings: licensecheck, the table's fingerprints for texts it does not
+name, the maintainer's DEP-5 file, licence files and package-wide declarations."""
+
+from __future__ import annotations
+
+import email.parser
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from debian.copyright import Copyright
+
+from deepdeb.errors import DeepdebError
+from deepdeb.licence.table import classify, normalise, table
+from deepdeb.util import run
+
+_DECLARATION = re.compile(r"^(LICEN[CS]E|COPYING|COPYRIGHT)([._-].*)?$", re.I)
+
+
+_LICENCE_FILE = re.compile(r"(^|/)(licen[cs]es?/|(licen[cs]e|copying|notice)[^/]*$)", re.I)
+
+
+def is_licence_file(relpath: str) -> bool:
+    """A file that states a licence by its name or folder (LICENSE, COPYING.md, NOTICE,
+    licenses/...): what a wheel's .dist-info carries besides METADATA."""
+    return bool(_LICENCE_FILE.search(relpath))
+
+
+_CHUNKS = 8  # licensecheck runs per core
+
+
+# Files per licensecheck run at least: starting its Perl costs 0.7 s, as much as reading
+# a few hundred small files, so a small tree is one run, not one per file.
+_MIN_CHUNK = 256
+
+
+@dataclass
+class Finding:
+    path: str
+    spdx: str | None
+    classification: str
+    source: str  # licensecheck, fingerprint, debian-copyright, license-file, package
+    copyright: str = ""
+    reason: str = ""
+
+
+_LICENSE_LIKE = re.compile(
+    r"^(LICEN[CS]E|COPYING|COPYRIGHT|NOTICE|README|MODEL[_-]?CARD)([._-].*)?$", re.I
+)
+
+
+def _fingerprint(path: Path) -> str | None:
+    """A licence licensecheck does not name, from the texts in the licence table."""
+    license_like = _LICENSE_LIKE.match(path.name) is not None or (
+        path.parent.name == "licenses" and path.parent.parent.name.endswith(".dist-info")
+    )
+    try:
+        with open(path, "rb") as f:
+            text = f.read(65536 if license_like else 4096).decode("utf-8", "replace")
+    except OSError:
+        return None
+    for fp in table().fingerprints:
+        if fp.scope == "license" and not license_like:
+            continue
+        match = fp.pattern.search(text)
+        if match and (fp.requires is None or fp.requires.search(text)):
+            return normalise(match.expand(r"\1") if fp.spdx == "$1" else fp.spdx)
+    return None
+
+
+def _licensecheck(root: Path, files: list[str]) -> dict[str, tuple[str | None, str]]:
+    """licensecheck over the files, split across all cores (it is single-threaded Perl)."""
+    cpus = os.cpu_count() or 1
+    size = max(_MIN_CHUNK, -(-len(files) // (cpus * _CHUNKS)))
+    chunks = [files[i : i + size] for i in range(0, len(files), size)]
+    cmd = ["licensecheck", "--machine", "--copyright", "--shortname-scheme=spdx", "--check=."]
+
+    def one(chunk: list[str]) -> str:
+        proc = run([*cmd, "--", *chunk], cwd=root, check=False)
+        if proc.returncode not in (0, 1) and not proc.stdout:
+            raise DeepdebError(f"licensecheck failed: {proc.stderr.strip()[-500:]}")
+        return proc.stdout
+
+    results = {}
+    with ThreadPoolExecutor(max_workers=cpus) as pool:
+        for out in pool.map(one, chunks):
+            for line in out.splitlines():
+                parts = line.split("\t")
+                if len(parts) >= 2:
+                    holder = parts[2] if len(parts) > 2 and not parts[2].startswith("*No") else ""
+                    results[os.path.normpath(parts[0])] = (normalise(parts[1]), holder)
+    return results
+
+
+def _dep5(path: Path) -> Copyright | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return Copyright(f, strict=False)
+    except (OSError, ValueError, Exception):  # python-debian raises its own errors
+        return None
+
+
+def _dep5_license(copyright_: Copyright, rel: str) -> str | None:
+    paragraph = copyright_.find_files_paragraph(rel)
+    license_ = getattr(paragraph, "license", None) if paragraph is not None else None
+    return normalise(getattr(license_, "synopsis", None)) if license_ is not None else None
+
+
+def _metadata_license(path: Path) -> str | None:
+    message = email.parser.Parser().parsestr(path.read_text(errors="replace"))
+    for field_name in ("License-Expression", "License"):
+        value = message.get(field_name)
+        found = normalise(value) if value else None
+        if found and classify(found)[0] != "unknown":
+            return found
+    return None
+
+
+def _files(root: Path) -> list[str]:
+    """Regular files below ``root`` (also through links that stay inside it): a FIFO, a
+    device or a link to one would hang or flood the scan, and is no licence text."""
+    found = []
+    real_root = os.path.realpath(root)
+    for directory, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (".git", ".svn", ".hg")]
+        for name in names:
+            path = os.path.join(directory, name)
+            target = os.path.realpath(path)
+            if os.path.commonpath([real_root, target]) != real_root:
+                continue
+            try:
+                regular = stat.S_ISREG(os.stat(target).st_mode)
+            except OSError:
+                continue
+            if regular:
+                found.append(os.path.relpath(path, root))
+    return sorted(found)
+
+
+def _scancode(root: Path, files: list[str]) -> dict[str, tuple[str | None, str]]:
+    """scancode-toolkit's detections (``--deep``): slower, but reads whole licence texts."""
+    if shutil.which("scancode") is None:
+        raise DeepdebError(
+            "--deep needs scancode-toolkit, which is not installed (pip install "
+            "scancode-toolkit); the default scan does not need it"
+        )
+    with tempfile.TemporaryDirectory(prefix="deepdeb-scancode-") as tmp:
+        out = Path(tmp) / "scan.json"
+        run(
+            [
+                "scancode",
+                "--license",
+                "--quiet",
+                "--processes",
+                str(os.cpu_count() or 1),
+                "--json",
+                out,
+                root,
+            ]
+        )
+        data = json.loads(out.read_text())
+    found: dict[str, tuple[str | None, str]] = {}
+    for entry in data.get("files", []):
+        rel = os.path.relpath(os.path.join(os.path.dirname(str(root)), entry["path"]), root)
+        expr = entry.get("detected_license_expression_spdx")
+        if rel in files and expr:
+            found[rel] = (normalise(expr), "")
+    return found
+
+
+def scan(root: Path, deep: bool = False) -> list[Finding]:
+    """Per-file licence findings for every file under ``root``.
+
+    ``deep`` adds scancode-toolkit's reading for what licensecheck leaves unknown.
+    """
+    root = root.resolve()
+    files = _files(root)
+    checked = _licensecheck(root, files)
+    if deep:
+        for rel, value in _scancode(root, files).items():
+            if checked.get(rel, (None, ""))[0] is None:
+                checked[rel] = (value[0], checked.get(rel, (None, ""))[1])
+    declarations: dict[str, str] = {}  # directory -> expression of its LICENSE/COPYING
+    package_wide: list[tuple[str, str]] = []  # (expression, where it comes from)
+    source_dep5 = _dep5(root / "debian" / "copyright")
+    for rel in files:
+        name, directory = os.path.basename(rel), os.path.dirname(rel)
+        if _DECLARATION.match(name):
+            # A licence file is read as a whole: a known text (an EULA that quotes
+            # third-party notices) beats licensecheck's reading of the notices in it.
+            expr = _fingerprint(root / rel) or checked.get(rel, (None, ""))[0]
+            if expr and directory not in declarations:
+                declarations[directory] = expr
+        if name == "METADATA" and directory.endswith(".dist-info"):
+            expr = _metadata_license(root / rel)
+            if expr:
+                package_wide.append((expr, rel))
+        if name == "copyright" and re.fullmatch(r"usr/share/doc/[^/]+", directory):
+            dep5 = _dep5(root / rel)
+            expr = _dep5_license(dep5, "*") if dep5 else None
+            if expr:
+                package_wide.append((expr, rel))
+    findings = []
+    for rel in files:
+        expr, holder = checked.get(rel, (None, ""))
+        source = "licensecheck"
+        if _DECLARATION.match(os.path.basename(rel)) and (text := _fingerprint(root / rel)):
+            expr, source = text, "fingerprint"
+        if expr is None and (expr := _fingerprint(root / rel)):
+            source = "fingerprint"
+        if expr is None and source_dep5 is not None and (expr := _dep5_license(source_dep5, rel)):
+            source = "debian-copyright"
+        if expr is None:
+            directory = os.path.dirname(rel)
+            while True:
+                if directory in declarations:
+                    expr, source = declarations[directory], "license-file"
+                    break
+                if not directory:
+                    break
+                directory = os.path.dirname(directory)
+        if expr is None and package_wide:
+            expr, source = package_wide[0][0], "package"
+        cls, reason = classify(expr)
+        findings.append(Finding(rel, expr, cls, source if expr else "none", holder, reason))
+    return findings

@@ -1,0 +1,105 @@
+"""deepdeb's knowledge files (``src/deepdeb/data``): each must have the shape the code
+reads, and say what is true of bookworm, since the code trusts them without checking."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+from license_expression import get_spdx_licensing
+from packaging.utils import canonicalize_name
+
+from deepdeb.cpu.levels import LOADER
+from deepdeb.debian import apt
+from deepdeb.licence.table import SEVERITY, classify, normalise, table
+from deepdeb.util import data_toml
+from deepdeb.wheel.depends import debian_name, debian_names
+from deepdeb.wheel.sanity import DATASET_PACKAGE, write_test
+
+DATA = Path(str(resources.files("deepdeb").joinpath("data")))
+
+
+def test_every_data_file_is_known() -> None:
+    """A file added to data/ needs a schema test here."""
+    files = {p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.is_file()}
+    assert files == {
+        "debian-names.toml",
+        "licenses.toml",
+        "loader.toml",
+        "loadprobe.c",
+        "sanity/fashion-mnist-train.py",
+    }
+
+
+def test_licence_table_schema() -> None:
+    data = data_toml("licenses.toml")
+    assert set(data) == {"license", "debian", "alias", "fingerprint"}
+    licensing = get_spdx_licensing()
+    for spdx, entry in data["license"].items():
+        assert set(entry) == {"class", "reason"}, spdx
+        # "unknown" is what the table does not list: listing it would hide the gap
+        assert entry["class"] in set(SEVERITY) - {"unknown"}, spdx
+        assert entry["reason"].strip(), spdx
+        if not spdx.startswith("LicenseRef-"):
+            assert not licensing.validate(spdx).errors, spdx
+    for short, spdx in data["debian"].items():
+        assert spdx in data["license"], f"debian name {short} maps to unlisted {spdx}"
+    for alias, spdx in data["alias"].items():
+        assert alias == alias.lower() and spdx in data["license"], alias
+        assert classify(normalise(alias.upper()))[0] == data["license"][spdx]["class"]
+    for fingerprint in data["fingerprint"]:
+        assert set(fingerprint) <= {"scope", "pattern", "requires", "spdx"}
+        assert fingerprint["scope"] in ("license", "header")
+        pattern = re.compile(fingerprint["pattern"])
+        re.compile(fingerprint.get("requires", ""))
+        spdx = fingerprint["spdx"]
+        if spdx.startswith("$"):  # the licence is named by a group of the match
+            assert 1 <= int(spdx[1:]) <= pattern.groups, fingerprint
+        else:
+            assert spdx in data["license"], spdx
+    loaded = table()
+    assert len(loaded.classes) == len(data["license"])
+    assert len(loaded.fingerprints) == len(data["fingerprint"])
+
+
+def test_debian_names_are_canonical_exceptions_bookworm_has() -> None:
+    names = debian_names()
+    assert names and set(data_toml("debian-names.toml")) == {"python"}
+    for pypi, package in names.items():
+        assert canonicalize_name(pypi) == pypi, f"{pypi}: not a PEP 503 name"
+        assert re.fullmatch(r"python3-[a-z0-9][a-z0-9.+-]*", package), package
+        assert package != f"python3-{pypi}", f"{pypi}: the default needs no entry"
+    assert debian_name("PyYAML") == "python3-yaml"
+    assert debian_name("Some_Thing") == "python3-some-thing"
+    found = apt.versions(sorted(names.values()))
+    assert [p for p, versions in found.items() if not versions] == []
+
+
+def test_loader_directories_data_matches_the_loader() -> None:
+    amd64 = data_toml("loader.toml")["arch"]["amd64"]
+    assert set(amd64) == {"multiarch", "system", "conf"}
+    assert all(d.startswith("/") and not d.endswith("/") for d in amd64["system"] + amd64["conf"])
+    help_text = subprocess.run([LOADER, "--help"], capture_output=True, text=True).stdout
+    system = [
+        line.split("(")[0].strip()
+        for line in help_text.splitlines()
+        if line.strip().endswith("(system search path)")
+    ]
+    assert system == amd64["system"]
+    assert all(amd64["multiarch"] in d for d in amd64["system"][:2])
+
+
+def test_sanity_script_is_filled_in_completely(tmp_path: Path) -> None:
+    assert set(DATASET_PACKAGE) == {
+        p.name.removesuffix("-train.py") for p in (DATA / "sanity").glob("*-train.py")
+    }
+    script = write_test(tmp_path, "fashion-mnist", 12.5, 0.75)
+    text = script.read_text()
+    assert "@" not in text.replace("@example", "")
+    ast.parse(text)
+    assert '"/usr/share/datasets/fashion-mnist"' in text
+    assert '"12.5"' in text and '"0.75"' in text
+    assert (tmp_path / "control").read_text().startswith("Tests: fashion-mnist-train\n")
