@@ -27,6 +27,7 @@ from rich.table import Table
 from deepdeb.hermetic import cleanroom
 from deepdeb.isa.pipeline import run_build
 from deepdeb.recipe.load import load_recipe
+from deepdeb.recipe.model import SourceRecipe
 from deepdeb.util import atomic_write_text, sha256_file
 
 
@@ -51,7 +52,9 @@ def fresh_chroot_seconds() -> tuple[float, int]:
 def one_build(recipe: Path, backend: str, out: Path) -> dict[str, object]:
     console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
     start = time.monotonic()
-    report = run_build(load_recipe(recipe), out, console=console, backend=backend, lintian=False)
+    parsed = load_recipe(recipe)
+    assert isinstance(parsed, SourceRecipe), f"{recipe}: not a Debian source recipe"
+    report = run_build(parsed, out, console=console, backend=backend, lintian=False)
     seconds = time.monotonic() - start
     assert report.buildinfo is not None
     return {

@@ -35,6 +35,7 @@ from deepdeb.isa.build import FLAG_VARIABLES, failed_in_tests
 from deepdeb.isa.measure import run_benchmarks, runtime_from_debs
 from deepdeb.isa.pipeline import run_build
 from deepdeb.recipe.load import load_recipe
+from deepdeb.recipe.model import IsaRecipe
 from deepdeb.sources.fetch import obtain, unpack
 from deepdeb.util import atomic_write_text, run
 
@@ -78,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(stderr=True)
     recipe = load_recipe(args.recipe)
-    if recipe.benchmark is None:
+    if not isinstance(recipe, IsaRecipe):
         parser.error(f"{args.recipe} has no [benchmark]: nothing to compare")
     benchmark = recipe.benchmark
     with tempfile.TemporaryDirectory(prefix="deepdeb-compare-") as tmp:

@@ -24,6 +24,7 @@ from deepdeb.debian.elf import read_elf
 from deepdeb.hermetic import sandbox
 from deepdeb.isa.measure import Runtime, run_benchmarks
 from deepdeb.recipe.load import load_recipe
+from deepdeb.recipe.model import IsaRecipe
 from deepdeb.util import atomic_write_text
 
 
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
     recipe = load_recipe(args.recipe)
-    if recipe.benchmark is None:
+    if not isinstance(recipe, IsaRecipe):
         parser.error(f"{args.recipe} has no [benchmark]")
     runtimes = {}
     for root in sorted((args.work / "runtime").iterdir()):

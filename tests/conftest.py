@@ -15,7 +15,8 @@ from deepdeb.hermetic import cleanroom
 from deepdeb.isa.pipeline import run_build
 from deepdeb.isa.verify import hwcaps_mask_option, resolve_in_root
 from deepdeb.recipe.load import load_recipe, with_levels
-from deepdeb.report.tables import BuildReport
+from deepdeb.recipe.model import SourceRecipe
+from deepdeb.report.schema import BuildReport
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The tests' downloads and chroots (deepdeb's and pip's caches) stay in the checkout's
@@ -33,6 +34,7 @@ def build(
 ) -> BuildReport:
     """Run the whole pipeline on a recipe, quietly."""
     parsed = load_recipe(FIXTURES / recipe if isinstance(recipe, str) else recipe)
+    assert isinstance(parsed, SourceRecipe), "a Debian source recipe"
     if levels is not None:
         parsed = with_levels(parsed, levels)
     console = Console(file=open("/dev/null", "w"), width=120)  # noqa: SIM115

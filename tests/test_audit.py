@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from conftest import FIXTURES, build
 from debian.copyright import Copyright
 
 from deepdeb.archive import publish
+from deepdeb.errors import AuditError
 from deepdeb.licence.audit import audit_target
 from deepdeb.licence.dep5 import copyright_file
 from deepdeb.licence.mlpolicy import ml_verdict
@@ -74,6 +76,55 @@ def test_file_without_licence_needs_review(tmp_path: Path) -> None:
     assert files(data) == [("helper.c", None, "unknown"), ("mit.c", "MIT", "free")]
     assert (data["area"], data["redistributable"]) == ("local-only", False)
     assert data["redistributable_reasons"] == ["licence unknown, needs human review: helper.c"]
+
+
+DEP5_HEADER = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+
+
+def test_maintainer_dep5_names_what_the_headers_do_not(tmp_path: Path) -> None:
+    tree = tmp_path / "src"
+    shutil.copytree(AUDIT / "nolicense", tree)
+    (tree / "debian").mkdir(exist_ok=True)
+    (tree / "debian" / "copyright").write_text(
+        DEP5_HEADER + "Files: *\nCopyright: 2024 Someone\nLicense: MIT\n Permission is granted.\n"
+    )
+    result = audit_target(tree, tmp_path / "work")
+    sources = {f.path: (f.spdx, f.source) for f in result.verdict.files}
+    assert sources["helper.c"] == ("MIT", "debian-copyright")
+
+
+def test_free_form_copyright_is_read_as_no_dep5(tmp_path: Path) -> None:
+    """Policy 12.5 allows a free-form debian/copyright: not DEP-5, so not used, no error."""
+    tree = tmp_path / "src"
+    shutil.copytree(AUDIT / "nolicense", tree)
+    (tree / "debian").mkdir(exist_ok=True)
+    (tree / "debian" / "copyright").write_text("helper.c is in the public domain, we think.\n")
+    assert audit_target(tree, tmp_path / "work").verdict.area == "local-only"
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (DEP5_HEADER + "Files *\nLicense: MIT\n", "declares the DEP-5 format but does not parse"),
+        (DEP5_HEADER.encode() + b"Files: *\nCopyright: \xe9\nLicense: MIT\n", "must be UTF-8"),
+        (None, "cannot be read as a copyright file"),  # a FIFO: an error, never a hang
+    ],
+)
+def test_broken_dep5_is_an_error_not_ignored(
+    tmp_path: Path, content: str | bytes | None, why: str
+) -> None:
+    tree = tmp_path / "src"
+    shutil.copytree(AUDIT / "nolicense", tree)
+    (tree / "debian").mkdir(exist_ok=True)
+    target = tree / "debian" / "copyright"
+    if content is None:
+        os.mkfifo(target)
+    elif isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        target.write_text(content)
+    with pytest.raises(AuditError, match=why):
+        audit_target(tree, tmp_path / "work")
 
 
 def test_confidential_file_is_not_redistributable(tmp_path: Path) -> None:

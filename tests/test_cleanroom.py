@@ -11,7 +11,7 @@ import pytest
 from conftest import build, control
 from debian.deb822 import Deb822
 
-from deepdeb.errors import BuildError
+from deepdeb.errors import BuildError, ChrootError
 from deepdeb.hermetic import cleanroom
 from deepdeb.util import sha256_file
 
@@ -71,7 +71,7 @@ def test_failed_chroot_creation_leaves_nothing(
     fake_mmdebstrap: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DEEPDEB_FAKE_FAIL", "1")
-    with pytest.raises(cleanroom.ChrootError, match="cannot reach the mirror"):
+    with pytest.raises(ChrootError, match="cannot reach the mirror"):
         cleanroom.ensure_chroot(SPEC)
     left = [p.name for p in cleanroom.chroot_dir().iterdir() if not p.name.endswith(".lock")]
     assert left == []
@@ -164,6 +164,6 @@ def test_runtime_roots_index_binary_packages_only() -> None:
 def test_roots_need_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     chroot = cleanroom.Chroot(tmp_path / "t.tar", "0" * 64, SPEC, None)
-    with pytest.raises(cleanroom.ChrootError, match=r"needs root .* run deepdeb as root"):
+    with pytest.raises(ChrootError, match=r"needs root .* run deepdeb as root"):
         cleanroom.unpack_chroot(chroot, tmp_path / "root")
     assert not (tmp_path / "root").exists()

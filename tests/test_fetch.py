@@ -11,7 +11,8 @@ import pytest
 from conftest import FIXTURES, build
 
 from deepdeb.errors import RecipeError, SourceError
-from deepdeb.recipe.load import Source, load_recipe
+from deepdeb.recipe.load import load_recipe
+from deepdeb.recipe.model import Source
 from deepdeb.sources.fetch import obtain, unpack
 
 

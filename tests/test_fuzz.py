@@ -14,10 +14,10 @@ from typing import Any
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import DeepdebError, WheelError
 from deepdeb.inventory import scan as inventory
 from deepdeb.recipe.load import load_recipe, parse_recipe
-from deepdeb.sources.wheelfile import WheelError, entry_points_of, open_wheel, read_record
+from deepdeb.sources.wheelfile import entry_points_of, open_wheel, read_record
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

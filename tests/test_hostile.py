@@ -21,12 +21,12 @@ import pytest
 from conftest import FIXTURES, build, vecmath_recipe
 from wheelmaker import make_wheel, record_hash
 
-from deepdeb.errors import BuildError, SourceError
+from deepdeb.errors import BuildError, SourceError, WheelError
 from deepdeb.hermetic import sandbox
 from deepdeb.inventory import scan as inventory
 from deepdeb.licence import audit
 from deepdeb.sources import fetch
-from deepdeb.sources.wheelfile import WheelError, open_wheel
+from deepdeb.sources.wheelfile import open_wheel
 from deepdeb.util import cache_root
 from deepdeb.wheel.package import PackageSpec, build_package
 

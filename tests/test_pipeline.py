@@ -34,7 +34,7 @@ from deepdeb.errors import (
     SourceError,
 )
 from deepdeb.isa.assemble import debug_file
-from deepdeb.report.tables import BuildReport
+from deepdeb.report.schema import BuildReport
 from deepdeb.util import sha256_file
 
 pytestmark = pytest.mark.slow

@@ -17,9 +17,9 @@ from deepdeb.archive import publish
 from deepdeb.cli import main
 from deepdeb.cpu.levels import host_cpu, tunables_mask
 from deepdeb.debian.target import SUITE
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import DeepdebError, PublishError
 from deepdeb.hermetic import cleanroom
-from deepdeb.report.tables import BuildReport
+from deepdeb.report.schema import BuildReport
 from deepdeb.util import sha256_file
 
 
@@ -90,7 +90,7 @@ def test_a_different_file_under_a_published_version_is_refused(
     publish.publish([_out(quick_build)], repo)
     index = (repo / "dists/bookworm/main/binary-amd64/Packages").read_text()
     other = _rebuilt_copy(_out(quick_build), tmp_path / "rebuilt", "vecmath-bench")
-    with pytest.raises(publish.PublishError, match=r"different file under the same name") as e:
+    with pytest.raises(PublishError, match=r"different file under the same name") as e:
         publish.publish([other], repo)
     assert "vecmath-bench_1.0-1+hwcaps1_amd64.deb" in str(e.value)
     assert (repo / "dists/bookworm/main/binary-amd64/Packages").read_text() == index
@@ -103,7 +103,7 @@ def test_a_package_changed_since_its_build_is_refused(
     shutil.copytree(_out(quick_build), out)
     with open(out / quick_build.packages[0].file.name, "ab") as f:
         f.write(b"\0")
-    with pytest.raises(publish.PublishError, match="SHA-256 differs"):
+    with pytest.raises(PublishError, match="SHA-256 differs"):
         publish.publish([out], tmp_path / "repo")
     assert not (tmp_path / "repo").exists()
 
@@ -126,7 +126,7 @@ def test_not_redistributable_is_refused_unless_the_repository_is_private(
     local_only: Path, tmp_path: Path
 ) -> None:
     public = tmp_path / "public"
-    with pytest.raises(publish.PublishError) as e:
+    with pytest.raises(PublishError) as e:
         publish.publish([local_only], public)
     assert "libvecmath1 1.0-1+local1: not redistributable: " in str(e.value)
     assert "vendor.c" in str(e.value)
@@ -144,7 +144,7 @@ def test_a_public_repository_does_not_become_private(
 ) -> None:
     repo = tmp_path / "repo"
     publish.publish([_out(quick_build)], repo)
-    with pytest.raises(publish.PublishError, match="is a public repository"):
+    with pytest.raises(PublishError, match="is a public repository"):
         publish.publish([local_only], repo, local=True)
 
 
@@ -239,7 +239,7 @@ def test_a_failed_first_publish_leaves_no_half_made_repository(
 )
 def test_a_malformed_report_is_an_error_not_a_traceback(tmp_path: Path, report: str) -> None:
     (tmp_path / "report.json").write_text(report)
-    with pytest.raises(publish.PublishError, match="report"):
+    with pytest.raises(PublishError, match="report"):
         publish.publish([tmp_path], tmp_path / "repo")
     assert not (tmp_path / "repo" / "pool").exists()
 

@@ -20,10 +20,6 @@ from conftest import (
 
 from deepdeb.cpu.levels import LOADER
 from deepdeb.isa.reach import (
-    ALTERNATIVE,
-    DIRECTORY,
-    RUNPATH,
-    UNREACHABLE,
     PackageFacts,
     add_slaves,
     classify,
@@ -33,7 +29,7 @@ from deepdeb.isa.reach import (
     register_variants,
 )
 from deepdeb.isa.verify import hwcaps_mask_option
-from deepdeb.report.tables import BuildReport
+from deepdeb.report.schema import ALTERNATIVE, DIRECTORY, RUNPATH, UNREACHABLE, BuildReport
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 GROUP = "libaltblas.so.3-x86_64-linux-gnu"

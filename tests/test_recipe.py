@@ -5,6 +5,7 @@ import pytest
 
 from deepdeb.errors import RecipeError
 from deepdeb.recipe.load import load_recipe, with_levels
+from deepdeb.recipe.model import IsaRecipe, SourceRecipe
 
 GOOD = """\
 [source]
@@ -27,8 +28,14 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def load_isa(path: Path) -> IsaRecipe:
+    recipe = load_recipe(path)
+    assert isinstance(recipe, IsaRecipe), recipe
+    return recipe
+
+
 def test_good_recipe(tmp_path: Path) -> None:
-    recipe = load_recipe(write(tmp_path, GOOD))
+    recipe = load_isa(write(tmp_path, GOOD))
     assert recipe.source.path == (tmp_path / "libfoo-1.0").resolve()
     assert recipe.isa.levels == ("x86-64-v2", "x86-64-v4")  # sorted by level
     assert recipe.isa.min_speedup == 1.1
@@ -97,13 +104,13 @@ def test_source_alone_is_a_stock_build(tmp_path: Path) -> None:
     """What DUPR users want most: the stock packages, built offline, nothing measured."""
     recipe = load_recipe(write(tmp_path, '[source]\ndebian = "zlib"\n'))
     assert recipe.source.debian == "zlib"
-    assert recipe.isa.levels == () and recipe.benchmark is None
+    assert type(recipe) is SourceRecipe  # neither levels nor a benchmark
     with pytest.raises(RecipeError, match="--levels: the recipe has no \\[benchmark\\]"):
         with_levels(recipe, ["x86-64-v3"])
 
 
 def test_benchmark_alone_tries_every_level(tmp_path: Path) -> None:
-    recipe = load_recipe(
+    recipe = load_isa(
         write(tmp_path, GOOD.replace(GOOD.split("[benchmark]")[0], '[source]\npath = "x"\n\n'))
     )
     assert recipe.isa.levels == ("x86-64-v2", "x86-64-v3", "x86-64-v4")
@@ -112,7 +119,7 @@ def test_benchmark_alone_tries_every_level(tmp_path: Path) -> None:
 
 
 def test_isa_levels_default_to_every_level(tmp_path: Path) -> None:
-    recipe = load_recipe(write(tmp_path, GOOD.replace('levels = ["x86-64-v4", "x86-64-v2"]\n', "")))
+    recipe = load_isa(write(tmp_path, GOOD.replace('levels = ["x86-64-v4", "x86-64-v2"]\n', "")))
     assert recipe.isa.levels == ("x86-64-v2", "x86-64-v3", "x86-64-v4")
 
 
@@ -130,7 +137,7 @@ def test_debian_source_with_pin(tmp_path: Path) -> None:
 
 
 def test_levels_override(tmp_path: Path) -> None:
-    recipe = with_levels(load_recipe(write(tmp_path, GOOD)), ["x86-64-v4", "x86-64-v3"])
+    recipe = with_levels(load_isa(write(tmp_path, GOOD)), ["x86-64-v4", "x86-64-v3"])
     assert recipe.isa.levels == ("x86-64-v3", "x86-64-v4")
     assert recipe.isa.explicit  # named: built even above the host's level
     with pytest.raises(RecipeError, match="unknown level"):

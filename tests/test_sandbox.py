@@ -13,7 +13,7 @@ from conftest import FIXTURES, build, vecmath_recipe
 
 from deepdeb.errors import BenchmarkError, BuildError
 from deepdeb.hermetic import sandbox
-from deepdeb.report.tables import BuildReport
+from deepdeb.report.schema import BuildReport
 
 pytestmark = pytest.mark.slow
 

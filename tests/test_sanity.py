@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Deb822
 
-from deepdeb.wheel.sanity import SanityError, write_test
+from deepdeb.errors import SanityError
+from deepdeb.wheel.sanity import write_test
 
 FILES = {
     "train-images-idx3-ubyte.gz": (0x803, (3, 2, 2)),

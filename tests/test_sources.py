@@ -10,7 +10,7 @@ import pytest
 from conftest import build, contents, host_levels, in_root, installed_root
 
 from deepdeb.archive import publish
-from deepdeb.report.tables import BuildReport
+from deepdeb.report.schema import BuildReport
 from deepdeb.util import sha256_file
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"

@@ -21,19 +21,19 @@ from deepdeb.cpu.levels import (
 )
 from deepdeb.debian.debpkg import AssembledPackage, deb_filename
 from deepdeb.debian.elf import isa_needed
-from deepdeb.debian.lintian import LintianError, lintian_tags
-from deepdeb.errors import MissingBuildDepsError, VerifyError
+from deepdeb.debian.lintian import lintian_tags
+from deepdeb.errors import LintianError, MissingBuildDepsError, VerifyError
 from deepdeb.isa.assemble import addon_control, hwcaps_path, require_glibc, rewrite_relations
 from deepdeb.isa.build import build_environment, failed_in_tests
-from deepdeb.isa.measure import LevelResult, decide, round_order
-from deepdeb.isa.reach import DIRECTORY, Reach
+from deepdeb.isa.measure import decide, round_order
 from deepdeb.isa.verify import (
     expected_file,
     hwcaps_mask_option,
     installable_together,
     run_lintian,
 )
-from deepdeb.recipe.load import Isa
+from deepdeb.recipe.model import Isa
+from deepdeb.report.schema import DIRECTORY, LevelResult, Reach
 
 # --- isa ---------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
 import subprocess
 from pathlib import Path
@@ -15,8 +16,10 @@ from packaging.specifiers import Specifier
 from packaging.version import Version
 from wheelmaker import make_wheel, native_wheel
 
+from deepdeb.errors import WheelError
 from deepdeb.hermetic import cleanroom
-from deepdeb.sources.wheelfile import WheelError, open_wheel
+from deepdeb.recipe.model import WheelRecipe
+from deepdeb.sources.wheelfile import open_wheel
 from deepdeb.wheel.depends import check_archive, debian_version, dependencies, relations
 from deepdeb.wheel.layout import extract
 from deepdeb.wheel.package import PackageSpec, build_package
@@ -185,6 +188,14 @@ def test_pure_wheel_is_architecture_all(tmp_path: Path) -> None:
     assert "\nE: " not in "\n" + lintian.stdout, lintian.stdout
 
 
+def _wheel_recipe(path: Path) -> WheelRecipe:
+    from deepdeb.recipe.load import load_recipe
+
+    recipe = load_recipe(path)
+    assert isinstance(recipe, WheelRecipe)
+    return recipe
+
+
 def _flavour_recipe(tmp: Path, cuda_wheel: Path, cpu_wheel: Path, rocm: str = "") -> Path:
     recipe = tmp / "recipe.toml"
     recipe.write_text(
@@ -203,15 +214,15 @@ def flavours(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 
     from rich.console import Console
 
-    from deepdeb.recipe.load import load_recipe
-    from deepdeb.wheel.pipeline import UnsatisfiedRequirements, run_wheel_build
+    from deepdeb.errors import UnsatisfiedRequirements
+    from deepdeb.wheel.pipeline import run_wheel_build
 
     tmp = tmp_path_factory.mktemp("flavours")
     cpu = native_wheel(tmp / "cpu", tmp / "cpu-dist")
     cuda = native_wheel(
         tmp / "cuda", tmp / "cuda-dist", requires_extra=("nvidia-cuda-runtime-cu12==12.9.79",)
     )
-    recipe = load_recipe(_flavour_recipe(tmp, cuda, cpu))
+    recipe = _wheel_recipe(_flavour_recipe(tmp, cuda, cpu))
     with pytest.raises(
         UnsatisfiedRequirements, match=r"typing-extensions>=99\.0 \(python3-fastmod\)"
     ):
@@ -224,7 +235,7 @@ def flavours(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
             f'[flavor.cpu]\nwheel = "{cpu}"\nrequires = {{ "typing-extensions" = "depend" }}\n',
         )
     )
-    recipe = load_recipe(tmp / "recipe.toml")
+    recipe = _wheel_recipe(tmp / "recipe.toml")
     run_wheel_build(recipe, tmp / "out", Console(file=open(os.devnull, "w")))  # noqa: SIM115
     return tmp / "out", json.loads((tmp / "out" / "report.json").read_text())
 
@@ -282,14 +293,14 @@ def test_a_flavour_whose_wheel_is_missing_refuses_clearly(tmp_path: Path) -> Non
     from rich.console import Console
 
     from deepdeb.errors import SourceError
-    from deepdeb.recipe.load import load_recipe
     from deepdeb.wheel.pipeline import run_wheel_build
 
     cpu = make_wheel(tmp_path, "tinypkg", "1.0", PURE)
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'[flavor.cpu]\nwheel = "{cpu}"\n\n[flavor.rocm]\nwheel = "rocm/x.whl"\n')
     with pytest.raises(SourceError, match=r"flavour rocm: wheel not found: .*rocm/x\.whl"):
-        run_wheel_build(load_recipe(recipe), tmp_path / "out", Console(file=open(os.devnull, "w")))  # noqa: SIM115
+        quiet = Console(file=io.StringIO())
+        run_wheel_build(_wheel_recipe(recipe), tmp_path / "out", quiet)
     assert not (tmp_path / "out" / "report.json").exists()
 
 
@@ -314,14 +325,13 @@ def test_bundled_requirement_ships_inside_and_replaces_the_debian_package(
 
     from rich.console import Console
 
-    from deepdeb.recipe.load import load_recipe
     from deepdeb.wheel.pipeline import run_wheel_build
 
     whl = make_wheel(tmp_path / "dist", "usesix", "0.3", {"usesix/__init__.py": b"import six\n"},
                      requires=("six>=1.17",))  # fmt: skip
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'[source]\nwheel = "{whl}"\n\n[python.requires]\nsix = "bundle"\n')
-    run_wheel_build(load_recipe(recipe), tmp_path / "out", Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    run_wheel_build(_wheel_recipe(recipe), tmp_path / "out", Console(file=open(os.devnull, "w")))  # noqa: SIM115
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     (package,) = report["packages"]
     fields = control(tmp_path / "out" / package["file"])
@@ -365,13 +375,12 @@ def test_the_api_name_comes_from_the_framework_not_the_flavour(tmp_path: Path) -
 
     from rich.console import Console
 
-    from deepdeb.recipe.load import load_recipe
     from deepdeb.wheel.pipeline import run_wheel_build
 
     whl = make_wheel(tmp_path / "dist", "tinypkg", "1.0", PURE)
     recipe = tmp_path / "r.toml"
     recipe.write_text(f'[flavor.cuda]\nwheel = "{whl}"\n')
-    run_wheel_build(load_recipe(recipe), tmp_path / "out", Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    run_wheel_build(_wheel_recipe(recipe), tmp_path / "out", Console(file=open(os.devnull, "w")))  # noqa: SIM115
     (package,) = json.loads((tmp_path / "out" / "report.json").read_text())["packages"]
     assert package["package"] == "python3-tinypkg-cuda"
     assert package["provides"] == ["python3-tinypkg-api (= 1.0-1)"]

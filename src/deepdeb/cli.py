@@ -20,13 +20,14 @@ from deepdeb import __version__
 from deepdeb.archive import publish
 from deepdeb.cpu.levels import LEVELS, host_cpu, level_features
 from deepdeb.debian.target import SUITE
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import DeepdebError, UsageError
 from deepdeb.inventory import scan as inventory
 from deepdeb.inventory.debmatch import SourceIndex
 from deepdeb.isa.pipeline import BACKENDS, LAYOUTS, run_build
 from deepdeb.licence import audit
 from deepdeb.licence.dep5 import copyright_file
 from deepdeb.recipe.load import load_recipe, with_levels
+from deepdeb.recipe.model import WheelRecipe
 from deepdeb.report.tables import print_audit, print_inventory, print_report
 from deepdeb.util import atomic_write_text
 from deepdeb.wheel.pipeline import run_wheel_build
@@ -107,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_audit(args: argparse.Namespace, out: Console) -> int:
     if not args.target.exists():
-        raise DeepdebError(f"{args.target}: no such file or directory")
+        raise UsageError(f"{args.target}: no such file or directory")
     with tempfile.TemporaryDirectory(prefix="deepdeb-audit-") as tmp:
         result = audit.audit_target(args.target, Path(tmp), deep=args.deep)
     if args.write_copyright:
@@ -183,7 +184,7 @@ def _cmd_publish(args: argparse.Namespace, out: Console) -> int:
 
 def _cmd_inventory(args: argparse.Namespace, out: Console) -> int:
     if not args.path.is_dir():
-        raise DeepdebError(f"{args.path}: not a directory")
+        raise UsageError(f"{args.path}: not a directory")
     index = None if args.no_debian else SourceIndex.from_apt()
     result = inventory.scan(args.path, index)
     if args.format == "json":
@@ -242,7 +243,7 @@ def _print_wheel_report(report: dict[str, Any], out: Console) -> None:
 
 def _cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
     recipe = load_recipe(args.recipe)
-    if recipe.source.is_wheel:
+    if isinstance(recipe, WheelRecipe):
         wheels = run_wheel_build(recipe, args.out, err)
         _print_wheel_report(wheels, out)
         for flavor, result in wheels.get("sanity", {}).items():

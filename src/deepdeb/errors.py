@@ -98,8 +98,58 @@ class BenchmarkError(DeepdebError):
 
 
 class AssembleError(DeepdebError):
-    """The assembled packages would be wrong (e.g. an ISA marker outside glibc-hwcaps)."""
+    """A package could not be assembled, or would be wrong (an ISA marker outside
+    glibc-hwcaps, a library dpkg-shlibdeps cannot resolve)."""
 
 
 class VerifyError(DeepdebError):
     """The dynamic loader did not pick the expected variant."""
+
+
+class UsageError(DeepdebError):
+    """How deepdeb was asked to run is wrong: a path, an option, an environment variable."""
+
+
+class ToolError(DeepdebError):
+    """A program deepdeb needs is missing, or failed where it must not."""
+
+
+class SandboxError(DeepdebError):
+    """The build sandbox cannot be set up as it must be (user, limits, network guard)."""
+
+
+class UnsafeFileError(DeepdebError):
+    """A file deepdeb must read is not a plain regular file (a link, a FIFO, a device) or is
+    too large: refused, never followed."""
+
+
+class AuditError(DeepdebError):
+    """The licence audit could not run (a scanner missing or failing, a target it cannot read)."""
+
+
+class ReportError(DeepdebError):
+    """A report.json that is not one deepdeb wrote: missing, not JSON, or of the wrong shape."""
+
+
+class WheelError(DeepdebError):
+    """A wheel that cannot be trusted or used."""
+
+
+class ChrootError(DeepdebError):
+    """The clean-room chroot could not be made or prepared."""
+
+
+class LintianError(DeepdebError):
+    """lintian could not check the packages (not the packages failing its checks)."""
+
+
+class SanityError(DeepdebError):
+    """The sanity test could not run, or the network did not learn well enough."""
+
+
+class UnsatisfiedRequirements(DeepdebError):
+    """Requirements bookworm cannot satisfy and the recipe says nothing about."""
+
+
+class PublishError(DeepdebError):
+    """A package may not, or cannot, be published."""

@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import tomllib
@@ -15,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import ToolError, UnsafeFileError
 
 
 def run(
@@ -42,7 +43,7 @@ def run(
             start_new_session=True,
         )
     except FileNotFoundError:
-        raise DeepdebError(f"required program not found: {cmd[0]}") from None
+        raise ToolError(f"required program not found: {cmd[0]}") from None
     try:
         out, err = proc.communicate()
     except BaseException:
@@ -52,7 +53,7 @@ def run(
         raise
     result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if check and proc.returncode != 0:
-        raise DeepdebError(
+        raise ToolError(
             f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"
             f"{(err or out).strip()[-2000:]}"
         )
@@ -115,3 +116,27 @@ def data_toml(name: str) -> dict[str, Any]:
     changes with Debian or upstream (licences, loader paths, package names) lives there,
     each file with a schema test, so updating it is an edit to data, not to code."""
     return tomllib.loads(resources.files("deepdeb").joinpath(f"data/{name}").read_text())
+
+
+def read_regular(path: Path, limit: int, *, tail: bool = True) -> bytes:
+    """A file that untrusted code (a build, a recipe's tree) may have planted or replaced:
+    refused unless it is a regular file, never followed if it is a symbolic link, opened
+    without blocking (a FIFO would hang deepdeb, a device flood it).
+
+    ``tail``: the last ``limit`` bytes (logs); else the whole file, refused when larger.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFileError(f"{path}: not a regular file")
+        if info.st_size > limit:
+            if not tail:
+                raise UnsafeFileError(f"{path}: larger than {limit} bytes")
+            os.lseek(fd, info.st_size - limit, os.SEEK_SET)
+        chunks = []
+        while data := os.read(fd, 1 << 20):
+            chunks.append(data)
+        return b"".join(chunks)[-limit:]
+    finally:
+        os.close(fd)

@@ -1,0 +1,3 @@
+"""Publish: built packages into a signed apt repository (reprepro), refusing what may not be
+redistributed.
+"""

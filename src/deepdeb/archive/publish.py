@@ -36,7 +36,8 @@ from typing import Any
 
 from deepdeb.debian.lintian import lintian_tags
 from deepdeb.debian.target import SUITE
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import PublishError, ReportError
+from deepdeb.report.schema import read_packages
 from deepdeb.util import atomic_write_bytes, atomic_write_text, run, sha256_file
 
 COMPONENTS = ("main", "contrib", "non-free")
@@ -44,10 +45,6 @@ COMPONENTS = ("main", "contrib", "non-free")
 LOCAL_COMPONENT = "local"
 KEYRING = "deepdeb-archive-keyring.gpg"
 _CONFIG = "deepdeb.json"
-
-
-class PublishError(DeepdebError):
-    """A package may not, or cannot, be published."""
 
 
 @dataclass(frozen=True)
@@ -90,64 +87,26 @@ class PublishResult:
 # --- reading build results ----------------------------------------------------------------
 
 
-_DEB_FILE = re.compile(r"[a-z0-9][a-z0-9+.-]*_[A-Za-z0-9.+~-]+_[a-z0-9-]+\.deb")
-
-
-def _strings(entry: dict[str, Any], *keys: str) -> list[str]:
-    values = [entry.get(k) for k in keys]
-    if not all(isinstance(v, str) and v for v in values):
-        raise ValueError(f"each package needs {', '.join(keys)} as strings")
-    return [str(v) for v in values]
-
-
 def candidates(build_dir: Path) -> list[Candidate]:
-    """The packages a ``deepdeb build --out DIR`` produced, from DIR/report.json.
-
-    The report is checked as untrusted input: a file name that is not a plain Debian
-    package file name (``../x``, ``/etc/shadow``) is refused, never opened.
-    """
-    path = build_dir / "report.json"
+    """The packages a ``deepdeb build --out DIR`` produced, as its report.json lists them."""
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise PublishError(f"{build_dir}: not a deepdeb build result ({e.strerror})") from None
-    except ValueError as e:
-        raise PublishError(f"{path}: not valid JSON: {e}") from None
-    try:
-        if not isinstance(report, dict) or not isinstance(report.get("packages", []), list):
-            raise ValueError("expected an object with a list of packages")
-        licence = report.get("licence") or {}
-        reasons = tuple(str(r) for r in (licence.get("redistributable_reasons") or ()))
-        found = []
-        for p in report.get("packages", []):
-            if not isinstance(p, dict):
-                raise ValueError("a package entry is not an object")
-            if not str(p.get("file", "")).endswith(".deb"):
-                continue
-            file, package, version, arch, digest = _strings(
-                p, "file", "package", "version", "architecture", "sha256"
-            )
-            if not _DEB_FILE.fullmatch(file):
-                raise ValueError(f"{file!r} is not a package file name")
-            found.append(
-                Candidate(
-                    file=build_dir / file,
-                    package=package,
-                    version=version,
-                    architecture=arch,
-                    sha256=digest,
-                    area=str(p.get("area") or "main"),
-                    redistributable=p.get("redistributable") is True,
-                    # wheel builds give reasons per package; source builds one for all
-                    reasons=tuple(str(r) for r in (p.get("licence_reasons") or reasons)),
-                    build_dir=build_dir,
-                )
-            )
-    except (ValueError, TypeError, AttributeError) as e:
-        raise PublishError(f"{path}: not a deepdeb build report: {e}") from None
-    if not found:
-        raise PublishError(f"{path}: the report lists no packages")
-    return found
+        records = read_packages(build_dir)
+    except ReportError as e:
+        raise PublishError(str(e)) from None
+    return [
+        Candidate(
+            file=build_dir / r.file,
+            package=r.package,
+            version=r.version,
+            architecture=r.architecture,
+            sha256=r.sha256,
+            area=r.area,
+            redistributable=r.redistributable,
+            reasons=r.reasons,
+            build_dir=build_dir,
+        )
+        for r in records
+    ]
 
 
 def check_files(items: list[Candidate]) -> None:

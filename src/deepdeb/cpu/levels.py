@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import UsageError
 
 BASELINE = "x86-64"
 LEVELS: tuple[str, ...] = (BASELINE, "x86-64-v2", "x86-64-v3", "x86-64-v4")
@@ -148,11 +148,11 @@ def host_cpu() -> HostCpu:
 def cap_level(level: str, capped_by: str, wanted: str) -> tuple[str, str]:
     """The host level after ``DEEPDEB_HOST_LEVEL=wanted``: only ever lower."""
     if wanted not in LEVELS:
-        raise DeepdebError(
+        raise UsageError(
             f"{HOST_LEVEL_ENV}={wanted!r} is not a level; expected one of {', '.join(LEVELS)}"
         )
     if rank(wanted) > rank(level):
-        raise DeepdebError(
+        raise UsageError(
             f"{HOST_LEVEL_ENV}={wanted} is above what this machine runs ({level}): it can "
             "only lower the host level"
         )

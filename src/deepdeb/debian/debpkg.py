@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,10 @@ from debian.deb822 import Deb822
 
 from deepdeb.debian.elf import is_elf
 from deepdeb.util import run, sha256_file
+
+# Debian Policy 5.6.1 (source and binary package names): they become file names, so a
+# name is checked against this before it is used as one.
+PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 
 RELATION_FIELDS = (
     "Pre-Depends",

@@ -5,12 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import LintianError
 from deepdeb.util import run
-
-
-class LintianError(DeepdebError):
-    """lintian could not check the packages (not the packages failing its checks)."""
 
 
 def lintian_tags(debs: list[Path]) -> tuple[list[str], list[str]]:

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deepdeb.debian.target import SUITE
-from deepdeb.errors import DeepdebError, MissingBuildDepsError
+from deepdeb.errors import ChrootError, MissingBuildDepsError
 from deepdeb.hermetic import sandbox
 from deepdeb.hermetic.sandbox import BUILD_USER
 from deepdeb.hermetic.sandbox import HOME as SANDBOX_HOME
@@ -45,10 +45,6 @@ VARIANT = "buildd"
 # unpack for every check.
 RUNTIME_VARIANT = "apt"
 APT_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
-
-
-class ChrootError(DeepdebError):
-    """The clean-room chroot could not be made or prepared."""
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ import pwd
 import re
 import shutil
 import signal
-import stat
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,7 +41,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import SandboxError
 
 BUILD_USER = "deepdeb-build"
 
@@ -94,7 +93,7 @@ def current_limits() -> Limits:
         try:
             values[name] = _size(raw)
         except ValueError:
-            raise DeepdebError(
+            raise SandboxError(
                 f"DEEPDEB_LIMIT_{name.upper()}={raw!r}: expected a number, e.g. 4096 or 20G"
             ) from None
     return Limits(**values)
@@ -129,19 +128,19 @@ def available() -> bool:
 def identity() -> Identity:
     """The unprivileged user jobs run as; deepdeb must run as root to switch to it."""
     if os.geteuid() != 0:
-        raise DeepdebError(
+        raise SandboxError(
             "deepdeb runs builds as the unprivileged user deepdeb-build and must itself run "
             "as root to switch to it: run it as root, e.g. with sudo"
         )
     try:
         entry = pwd.getpwnam(BUILD_USER)
     except KeyError:
-        raise DeepdebError(
+        raise SandboxError(
             f"there is no user {BUILD_USER} to run builds as: run scripts/setup, or "
             f"adduser --system --group --no-create-home --home /nonexistent {BUILD_USER}"
         ) from None
     if entry.pw_uid == 0 or entry.pw_gid == 0:
-        raise DeepdebError(f"user {BUILD_USER} must not be root (uid {entry.pw_uid})")
+        raise SandboxError(f"user {BUILD_USER} must not be root (uid {entry.pw_uid})")
     return Identity(entry.pw_uid, entry.pw_gid)
 
 
@@ -183,7 +182,7 @@ def _python() -> str:
     for candidate in ("/usr/bin/python3", sys.executable):
         if os.access(candidate, os.X_OK):
             return candidate
-    raise DeepdebError("no python3 to run the sandbox's network guard")
+    raise SandboxError("no python3 to run the sandbox's network guard")
 
 
 # The sandbox's resolver: netguard's DNS stub, which records and refuses every lookup.
@@ -193,7 +192,7 @@ HOME = "/home/deepdeb-build"  # empty and read-only in every sandbox
 
 def _require_bwrap() -> None:
     if not available():
-        raise DeepdebError(
+        raise SandboxError(
             "bubblewrap (bwrap) is required to run builds without network: apt-get install "
             "bubblewrap"
         )
@@ -400,24 +399,6 @@ def read_attempts(log: Path) -> list[NetworkAttempt]:
 
 def attempts_to_json(attempts: Sequence[NetworkAttempt]) -> list[dict[str, object]]:
     return [asdict(a) for a in attempts]
-
-
-def read_regular(path: Path, limit: int) -> bytes:
-    """At most the last ``limit`` bytes of a file a job may have tampered with: refused
-    unless it is a regular file, never followed if it is a symbolic link."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise DeepdebError(f"{path}: not a regular file")
-        if info.st_size > limit:
-            os.lseek(fd, info.st_size - limit, os.SEEK_SET)
-        chunks = []
-        while data := os.read(fd, 1 << 20):
-            chunks.append(data)
-        return b"".join(chunks)[-limit:]
-    finally:
-        os.close(fd)
 
 
 def _children(pid: int) -> list[int]:

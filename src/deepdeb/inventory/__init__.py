@@ -1,0 +1,3 @@
+"""Inventory: what a source tree would download (Bazel, CMake, ...) and which Debian packages
+provide it.
+"""

@@ -41,10 +41,10 @@ from deepdeb.debian.debpkg import (
 from deepdeb.debian.elf import read_elf
 from deepdeb.errors import AssembleError
 from deepdeb.isa.build import VariantBuild
-from deepdeb.isa.reach import ALTERNATIVE, Reach, register_variants
+from deepdeb.isa.reach import register_variants
+from deepdeb.report.schema import ALTERNATIVE, HWCAPS, Reach
 from deepdeb.util import run, sha256_file
 
-HWCAPS = "glibc-hwcaps"
 LOCAL_SUFFIX = "+local1"
 
 

@@ -30,9 +30,9 @@ from deepdeb.errors import BuildError, DeepdebError, FlagsNotAppliedError, Missi
 from deepdeb.hermetic import cleanroom, sandbox
 from deepdeb.hermetic.cleanroom import CleanRoot
 from deepdeb.hermetic.sandbox import NetworkAttempt
-from deepdeb.recipe.load import Isa
+from deepdeb.recipe.model import Isa
 from deepdeb.sources.fetch import SourcePackage, unpack
-from deepdeb.util import run
+from deepdeb.util import read_regular, run
 
 FLAG_VARIABLES = ("CFLAGS", "CXXFLAGS", "FFLAGS", "FCFLAGS", "OBJCFLAGS", "OBJCXXFLAGS")
 
@@ -101,7 +101,7 @@ def build_environment(level: str, isa: Isa, jobs: int, base: dict[str, str]) -> 
 def tail(path: Path, lines: int = 25) -> str:
     """The last lines of a log (read from its end, however long the log is)."""
     try:
-        text = sandbox.read_regular(path, 256 * 1024).decode("utf-8", "replace")
+        text = read_regular(path, 256 * 1024).decode("utf-8", "replace")
     except (OSError, DeepdebError):
         return ""
     return "\n".join(text.splitlines()[-lines:])

@@ -20,9 +20,8 @@ from debian.deb822 import Deb822
 from deepdeb import __version__
 from deepdeb.debian.debpkg import AssembledPackage
 from deepdeb.errors import DeepdebError
-from deepdeb.hermetic.sandbox import read_regular
 from deepdeb.sources.fetch import SourcePackage
-from deepdeb.util import sha256_file
+from deepdeb.util import read_regular, sha256_file
 
 
 def tree_digest(tree: Path) -> str:

@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from deepdeb.cpu.levels import BASELINE, HostCpu, rank
@@ -26,23 +26,8 @@ from deepdeb.debian.elf import read_elf
 from deepdeb.errors import BenchmarkError
 from deepdeb.hermetic import sandbox
 from deepdeb.isa.build import VariantBuild
-from deepdeb.recipe.load import Benchmark
-
-
-@dataclass
-class LevelResult:
-    """Everything the report says about one level."""
-
-    level: str
-    built: bool = True
-    tests_passed: bool = True
-    measured: bool = False
-    times: list[float] = field(default_factory=list)
-    median: float | None = None
-    speedup: float | None = None
-    gain_over_lower: float | None = None
-    kept: bool = False
-    reason: str = ""
+from deepdeb.recipe.model import Benchmark
+from deepdeb.report.schema import LevelResult
 
 
 @dataclass(frozen=True)

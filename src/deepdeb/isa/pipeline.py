@@ -22,9 +22,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from deepdeb.cpu.levels import BASELINE, BuildPlan, HostCpu, host_cpu, plan_builds
 from deepdeb.debian.debpkg import deb_filename
 from deepdeb.debian.target import SUITE
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import UsageError
 from deepdeb.hermetic import cleanroom, sandbox
-from deepdeb.hermetic.sandbox import read_regular
 from deepdeb.isa import buildinfo, reach
 from deepdeb.isa.assemble import assemble, source_date_epoch
 from deepdeb.isa.build import (
@@ -35,20 +34,18 @@ from deepdeb.isa.build import (
     check_flags_applied,
 )
 from deepdeb.isa.measure import (
-    LevelResult,
     Runtime,
     decide,
     plan_levels,
     run_benchmarks,
     unpack_runtime,
 )
-from deepdeb.isa.reach import Reach
 from deepdeb.isa.verify import run_lintian, verify_installed
 from deepdeb.licence import audit
-from deepdeb.recipe.load import Recipe
-from deepdeb.report.tables import BuildReport
+from deepdeb.recipe.model import STOCK, Isa, IsaRecipe, SourceRecipe
+from deepdeb.report.schema import BuildReport, LevelResult, Reach
 from deepdeb.sources.fetch import SourcePackage, obtain, unpack
-from deepdeb.util import atomic_write_text
+from deepdeb.util import atomic_write_text, read_regular
 
 LAYOUTS = ("fat", "split")
 BACKENDS = ("host", "cleanroom")
@@ -123,7 +120,7 @@ def _workdir(name: str, keep: bool, console: Console) -> Iterator[Path]:
 
 
 def run_build(
-    recipe: Recipe,
+    recipe: SourceRecipe,
     out: Path,
     layout: str = "fat",
     console: Console | None = None,
@@ -133,9 +130,9 @@ def run_build(
 ) -> BuildReport:
     console = console or Console(stderr=True)
     if layout not in LAYOUTS:
-        raise DeepdebError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+        raise UsageError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if backend not in BACKENDS:
-        raise DeepdebError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     host = host_cpu()
     if out.is_dir():
         for stale in leftovers(out, ".staging-"):  # what a killed run had not yet published
@@ -205,15 +202,20 @@ def run_build(
     return report
 
 
-def _plan(recipe: Recipe, tree: Path, host: HostCpu) -> BuildPlan:
+def _plan(recipe: SourceRecipe, tree: Path, host: HostCpu) -> BuildPlan:
     """Which levels this build rebuilds: none for a stock recipe or an all-``all`` source,
     else the recipe's (or --levels') levels as this host can run them."""
-    if not recipe.isa.levels:
+    if not isinstance(recipe, IsaRecipe):
         return BuildPlan(())
     if not architecture_dependent(tree):
         why = "the source builds only Architecture: all packages: nothing to rebuild per level"
         return BuildPlan((), dict.fromkeys(recipe.isa.levels, why))
     return plan_builds(recipe.isa.levels, host, recipe.isa.explicit)
+
+
+def _isa(recipe: SourceRecipe) -> Isa:
+    """The recipe's levels and flags; a stock recipe rebuilds nothing."""
+    return recipe.isa if isinstance(recipe, IsaRecipe) else STOCK
 
 
 def _ensure(out: Path) -> Path:
@@ -237,7 +239,7 @@ def _clean_room(tree: Path, source: str, work: Path, console: Console) -> cleanr
 
 def _write_buildinfo(
     staging: Path,
-    recipe: Recipe,
+    recipe: SourceRecipe,
     package: SourcePackage,
     report: BuildReport,
     variants: dict[str, VariantBuild],
@@ -263,7 +265,7 @@ def _write_buildinfo(
 
 def _build(
     package: SourcePackage,
-    recipe: Recipe,
+    recipe: SourceRecipe,
     plan: BuildPlan,
     work: Path,
     console: Console,
@@ -282,14 +284,14 @@ def _build(
                 completed=1 if done else 0,
             )
 
-        variants = build_all(package, recipe.isa, plan, work / "builds", update, clean=clean)
+        variants = build_all(package, _isa(recipe), plan, work / "builds", update, clean=clean)
     for variant in variants.values():
         check_flags_applied(variant, work / "flagcheck" / variant.level)
     return variants
 
 
 def _measure(
-    recipe: Recipe,
+    recipe: SourceRecipe,
     package: SourcePackage,
     variants: dict[str, VariantBuild],
     plan: BuildPlan,
@@ -298,9 +300,10 @@ def _measure(
     work: Path,
     console: Console,
 ) -> BuildReport:
-    results = plan_levels(variants, recipe.isa.levels, host, plan.not_built)
+    isa = _isa(recipe)
+    results = plan_levels(variants, isa.levels, host, plan.not_built)
     notes = []
-    if not recipe.isa.levels:
+    if not isinstance(recipe, IsaRecipe):
         notes.append("stock build: the recipe has no [isa], so no level was rebuilt")
     if "nocheck" in os.environ.get("DEB_BUILD_OPTIONS", "").split():
         notes.append(
@@ -308,7 +311,7 @@ def _measure(
             "levels were kept on the benchmark alone"
         )
     runtimes = _runtimes(results, variants, reaches, work, notes)
-    bench = recipe.benchmark
+    bench = recipe.benchmark if isinstance(recipe, IsaRecipe) else None
     times: dict[str, list[float]] = {}
     if bench is not None and len(runtimes) > 1:
         with _progress(console) as progress:
@@ -319,7 +322,7 @@ def _measure(
                 progress.update(task, advance=1, description=f"{bench.command} [{level}]")
 
             times = run_benchmarks(bench, runtimes, recipe.directory, work / "bench-tmp", tick)
-    decide(results, times, recipe.isa.min_speedup)
+    decide(results, times, isa.min_speedup)
     report = BuildReport(
         recipe=recipe.path,
         source_name=package.name,
@@ -327,7 +330,7 @@ def _measure(
         source_origin=recipe.source.label,
         host=asdict(host),
         layout="fat",
-        isa=asdict(recipe.isa),
+        isa=asdict(isa),
         benchmark=None if bench is None else asdict(bench),
         levels=results,
         notes=notes,

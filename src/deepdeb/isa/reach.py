@@ -41,86 +41,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepdeb.debian.elf import read_elf
+from deepdeb.report.schema import (
+    ALTERNATIVE,
+    DIRECTORY,
+    HWCAPS,
+    RUNPATH,
+    UNREACHABLE,
+    AltLink,
+    Reach,
+)
 from deepdeb.util import data_toml, run
-
-HWCAPS = "glibc-hwcaps"
-DIRECTORY = "directory"
-ALTERNATIVE = "alternative"
-RUNPATH = "runpath"
-UNREACHABLE = "unreachable"
-
-
-@dataclass(frozen=True)
-class AltLink:
-    """One link of an alternative that resolves to a library of the package."""
-
-    group: str  # the alternative (the master's name), e.g. libblas.so.3-x86_64-linux-gnu
-    master: str  # the master link: /usr/lib/x86_64-linux-gnu/libblas.so.3
-    choice: str  # this provider's master path, which names it to update-alternatives --set
-    priority: int
-    name: str  # this link's own name: the master's, or a slave's
-    link: str  # where this link is (the master link itself, or a slave's)
-    target: str  # what the package registers for it: /usr/lib/x86_64-linux-gnu/blas/libblas.so.3
-
-
-@dataclass(frozen=True)
-class Reach:
-    """How the loader reaches one library of one package."""
-
-    package: str
-    path: str  # the library file, absolute as installed
-    soname: str
-    how: str  # DIRECTORY, ALTERNATIVE, RUNPATH or UNREACHABLE
-    why: str
-    alternative: AltLink | None = None
-    consumer: str | None = None  # RUNPATH: a file of the source that finds it that way
-
-    @property
-    def ships_variants(self) -> bool:
-        return self.how != UNREACHABLE
-
-    def copy_path(self, level: str) -> str:
-        """Where the level's copy of the file goes: next to it, under glibc-hwcaps/."""
-        directory, _, name = self.path.rpartition("/")
-        return f"{directory}/{HWCAPS}/{level}/{name}"
-
-    def soname_path(self, level: str) -> str:
-        """The copy's soname link, which the loader (or the slave link) names."""
-        directory = self.path.rpartition("/")[0]
-        return f"{directory}/{HWCAPS}/{level}/{self.soname}"
-
-    def search_path(self, level: str) -> str:
-        """The name under which the loader finds the level's copy."""
-        if self.alternative is not None:
-            directory, _, name = self.alternative.link.rpartition("/")
-            return f"{directory}/{HWCAPS}/{level}/{name}"
-        return self.soname_path(level)
-
-    def slave(self, level: str) -> tuple[str, str, str]:
-        """The (link, name, path) of the slave link that makes a level's copy reachable."""
-        assert self.alternative is not None
-        name = f"{self.alternative.name}-{level}"
-        return (self.search_path(level), name, self.soname_path(level))
-
-    def to_json(self) -> dict[str, object]:
-        data: dict[str, object] = {
-            "package": self.package,
-            "path": self.path,
-            "soname": self.soname,
-            "reach": self.how,
-            "why": self.why,
-        }
-        if self.alternative is not None:
-            data["alternative"] = {
-                "name": self.alternative.group,
-                "link": self.alternative.link,
-                "provider": self.alternative.choice,
-                "priority": self.alternative.priority,
-            }
-        if self.consumer is not None:
-            data["consumer"] = self.consumer
-        return data
-
 
 # --- the loader's directories -----------------------------------------------------------
 

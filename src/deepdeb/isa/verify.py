@@ -23,7 +23,6 @@ import re
 import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -35,23 +34,12 @@ from deepdeb.debian.debpkg import AssembledPackage
 from deepdeb.debian.lintian import lintian_tags
 from deepdeb.errors import VerifyError
 from deepdeb.hermetic import cleanroom
-from deepdeb.isa.reach import ALTERNATIVE, DIRECTORY, RUNPATH, Reach
+from deepdeb.report.schema import ALTERNATIVE, DIRECTORY, RUNPATH, LintianResult, LoaderCheck, Reach
 from deepdeb.util import run
 
 PROBE = "/deepdeb-probe"
 STAND_IN = "/opt/deepdeb-stand-in"
 METHODS = ("tunables", "ld.so-mask")
-
-
-@dataclass(frozen=True)
-class LoaderCheck:
-    library: str  # soname
-    level: str  # the level the CPU was masked down to
-    method: str  # "tunables" or "ld.so-mask"
-    expected: str  # the file, symlinks resolved, inside the installed root
-    loaded: str
-    ok: bool
-    context: str = ""  # e.g. which provider of an alternative was selected
 
 
 def build_probe(work: Path) -> Path:
@@ -384,17 +372,6 @@ def _stand_in(
                 checks.append(_check(master, level, method, stand_in, loaded, context))
     root.run(["update-alternatives", "--remove", group, stand_in])
     return checks
-
-
-def checks_to_json(checks: list[LoaderCheck]) -> list[dict[str, object]]:
-    return [asdict(c) for c in checks]
-
-
-@dataclass(frozen=True)
-class LintianResult:
-    ran: bool
-    errors: list[str]
-    warnings: list[str]
 
 
 def run_lintian(packages: list[AssembledPackage]) -> LintianResult:

@@ -1,0 +1,3 @@
+"""Licences: the table, file scanning, ML-Policy, the verdict (area, redistributable), DEP-5
+output.
+"""

@@ -24,11 +24,12 @@ from typing import Any
 
 from debian.deb822 import Deb822, PkgRelation
 
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import AuditError
 from deepdeb.licence.mlpolicy import ml_verdict
 from deepdeb.licence.scan import is_licence_file, scan
 from deepdeb.licence.verdict import Verdict, control_dependencies, decide, source_area
-from deepdeb.recipe.load import Recipe, load_recipe
+from deepdeb.recipe.load import load_recipe
+from deepdeb.recipe.model import SourceRecipe, WheelRecipe
 from deepdeb.sources.fetch import SourcePackage, obtain, unpack
 from deepdeb.sources.wheelfile import open_wheel
 from deepdeb.sources.wheels import fetch_source
@@ -46,7 +47,9 @@ class AuditResult:
         return {"target": self.target, **self.verdict.to_json()}
 
 
-def audit_recipe(recipe: Recipe, package: SourcePackage, tree: Path, deep: bool = False) -> Verdict:
+def audit_recipe(
+    recipe: SourceRecipe, package: SourcePackage, tree: Path, deep: bool = False
+) -> Verdict:
     """The verdict on a recipe's unpacked source: its files, its declared models and
     datasets, its dependencies, and the archive's own area for Debian sources."""
     ml = [ml_verdict("model", m) for m in recipe.models]
@@ -89,7 +92,7 @@ def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
     """Audit a recipe, a source tree, a .deb or a wheel (unpacked under ``work``)."""
     if target.suffix == ".toml":
         recipe = load_recipe(target)
-        if recipe.source.is_wheel:  # the (first flavour's) wheel, scanned file by file
+        if isinstance(recipe, WheelRecipe):  # the (first flavour's) wheel, file by file
             return audit_target(fetch_source(recipe.flavors[0]).path, work, deep)
         package = obtain(recipe.source)
         tree = unpack(package, work / "src")
@@ -121,4 +124,4 @@ def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
     if target.suffix == ".whl":
         verdict = audit_wheel(target, work / "wheel", deep=deep, whole=True)
         return AuditResult(str(target), verdict, target.name.split("-")[0], target.name)
-    raise DeepdebError(f"{target}: expected a recipe (.toml), a directory, a .deb or a .whl")
+    raise AuditError(f"{target}: expected a recipe (.toml), a directory, a .deb or a .whl")

@@ -14,11 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from debian import copyright as copyright_errors
 from debian.copyright import Copyright
 
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import AuditError, UnsafeFileError
 from deepdeb.licence.table import classify, normalise, table
-from deepdeb.util import run
+from deepdeb.util import read_regular, run
 
 _DECLARATION = re.compile(r"^(LICEN[CS]E|COPYING|COPYRIGHT)([._-].*)?$", re.I)
 
@@ -84,7 +85,7 @@ def _licensecheck(root: Path, files: list[str]) -> dict[str, tuple[str | None, s
     def one(chunk: list[str]) -> str:
         proc = run([*cmd, "--", *chunk], cwd=root, check=False)
         if proc.returncode not in (0, 1) and not proc.stdout:
-            raise DeepdebError(f"licensecheck failed: {proc.stderr.strip()[-500:]}")
+            raise AuditError(f"licensecheck failed: {proc.stderr.strip()[-500:]}")
         return proc.stdout
 
     results = {}
@@ -98,12 +99,30 @@ def _licensecheck(root: Path, files: list[str]) -> dict[str, tuple[str | None, s
     return results
 
 
+MAX_DEP5_BYTES = 16 << 20
+
+
 def _dep5(path: Path) -> Copyright | None:
+    """``path`` read as a machine-readable (DEP-5) copyright file; None when there is none,
+    or when it is free-form text, which Policy 12.5 allows.
+
+    A file that declares the DEP-5 ``Format:`` but does not parse is an error, not a file
+    to skip: skipping it would audit the source without its maintainer's statements.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
-            return Copyright(f, strict=False)
-    except (OSError, ValueError, Exception):  # python-debian raises its own errors
+        raw = read_regular(path, MAX_DEP5_BYTES, tail=False)
+    except FileNotFoundError:
         return None
+    except (OSError, UnsafeFileError) as e:
+        raise AuditError(f"{path}: cannot be read as a copyright file: {e}") from None
+    if not re.match(r"\s*Format:", raw.decode("utf-8", errors="replace"), flags=re.I):
+        return None
+    try:
+        return Copyright(raw.decode("utf-8").splitlines(keepends=True), strict=False)
+    except UnicodeDecodeError as e:
+        raise AuditError(f"{path}: a DEP-5 file must be UTF-8 (bad byte at {e.start})") from None
+    except copyright_errors.Error as e:
+        raise AuditError(f"{path}: declares the DEP-5 format but does not parse: {e}") from None
 
 
 def _dep5_license(copyright_: Copyright, rel: str) -> str | None:
@@ -146,7 +165,7 @@ def _files(root: Path) -> list[str]:
 def _scancode(root: Path, files: list[str]) -> dict[str, tuple[str | None, str]]:
     """scancode-toolkit's detections (``--deep``): slower, but reads whole licence texts."""
     if shutil.which("scancode") is None:
-        raise DeepdebError(
+        raise AuditError(
             "--deep needs scancode-toolkit, which is not installed (pip install "
             "scancode-toolkit); the default scan does not need it"
         )

@@ -1,0 +1,1 @@
+"""Recipes: their typed model and the strict TOML loader."""

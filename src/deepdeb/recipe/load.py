@@ -1,8 +1,9 @@
-"""Recipes: what to build, at which ISA levels, and how to measure it.
+"""Reading recipes: TOML in, a typed :mod:`deepdeb.recipe.model` recipe out.
 
-A recipe is a small TOML file. It is validated strictly: an unknown key or a wrong type is an
-error naming the file, the line and what was expected, because a typo that silently falls back
-to a default (``min_sepedup``) would ship variants the user meant to reject.
+A recipe is a small TOML file, and untrusted input. It is validated strictly: an unknown key
+or a wrong type is an error naming the file, the line and what was expected, because a typo
+that silently falls back to a default (``min_sepedup``) would ship variants the user meant to
+reject.
 """
 
 from __future__ import annotations
@@ -12,120 +13,26 @@ import re
 import stat
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deepdeb.cpu.levels import BASELINE, OPTIONAL_LEVELS, rank
+from deepdeb.debian.debpkg import PACKAGE_NAME
 from deepdeb.errors import RecipeError
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where the Debian source package comes from. Exactly one of the four is set, and the
-    two remote kinds are always pinned: a download that is not verified is not a source."""
-
-    path: Path | None = None  # absolute path of a Debian source tree (has debian/)
-    debian: str | None = None  # "name" or "name=version", fetched with apt-get source
-    url: str | None = None  # a tarball of a Debian source tree ...
-    sha256: str | None = None  # ... with its hash
-    git: str | None = None  # a git repository holding a Debian source tree ...
-    commit: str | None = None  # ... at this commit
-    wheel: Path | None = None  # a prebuilt wheel on disk (repacked, not built)
-    pypi: str | None = None  # "name==version": a wheel fetched with pip, its hash recorded
-
-    @property
-    def is_wheel(self) -> bool:
-        return self.wheel is not None or self.pypi is not None
-
-    @property
-    def label(self) -> str:
-        if self.path is not None:
-            return str(self.path)
-        if self.url is not None:
-            return f"{self.url} (sha256 {self.sha256})"
-        if self.git is not None:
-            return f"{self.git} (commit {self.commit})"
-        if self.wheel is not None:
-            return str(self.wheel)
-        if self.pypi is not None:
-            return f"pypi:{self.pypi}"
-        return str(self.debian)
-
-
-@dataclass(frozen=True)
-class Isa:
-    levels: tuple[str, ...]  # optional levels to try, ascending; the baseline is implied
-    min_speedup: float = 1.05
-    profile: str = ""
-    tune: str = "generic"
-    # The levels were named on the command line (--levels): built even where this CPU
-    # cannot run them, instead of being planned from the host.
-    explicit: bool = False
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    command: str
-    repeat: int = 5
-    warmup: int = 1
-    timeout: float = 600.0
-
-
-REQUIRE_CHOICES = ("depend", "bundle", "package")
-FLAVORS = ("cpu", "cuda", "rocm")
-
-
-@dataclass(frozen=True)
-class Python:
-    """[python]: how a wheel becomes a python3-* package (recipes with a wheel source)."""
-
-    package: str | None = None  # default python3-<name>
-    requires: tuple[tuple[str, str], ...] = ()  # (PyPI name, depend|bundle|package)
-    drop: tuple[str, ...] = ()  # wheel paths (globs) left out, e.g. test-only libraries
-    extras: tuple[str, ...] = ()
-    maintainer: str | None = None
-
-
-@dataclass(frozen=True)
-class Flavor:
-    """[flavor.NAME]: one build of the framework (cpu, cuda, rocm), its own wheel."""
-
-    name: str
-    source: Source
-    python: Python
-
-
-@dataclass(frozen=True)
-class Sanity:
-    """[sanity]: train on a Debian dataset package in a clean root, require an accuracy."""
-
-    dataset: str = "fashion-mnist"
-    min_accuracy: float = 0.80
-    seconds: float = 60.0
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A recipe. Without [isa] (``isa.levels`` empty, ``benchmark`` None) it is a stock
-    build: the source's own packages, built offline in the sandbox, audited, verified."""
-
-    path: Path
-    source: Source
-    isa: Isa
-    benchmark: Benchmark | None
-    version_suffix: str = "+hwcaps1"
-    models: tuple[dict[str, str], ...] = ()
-    datasets: tuple[dict[str, str], ...] = ()
-    depends: tuple[str, ...] = ()  # Debian packages it needs beyond its debian/control
-    python: Python | None = None
-    flavors: tuple[Flavor, ...] = ()
-    sanity: Sanity | None = None
-
-    @property
-    def directory(self) -> Path:
-        return self.path.parent
-
+from deepdeb.recipe.model import (
+    FLAVORS,
+    REQUIRE_CHOICES,
+    Benchmark,
+    Flavor,
+    Isa,
+    IsaRecipe,
+    Python,
+    Recipe,
+    Sanity,
+    Source,
+    SourceRecipe,
+    WheelRecipe,
+)
 
 # --- schema -----------------------------------------------------------------------------
 
@@ -138,8 +45,6 @@ MAX_REPEAT = 1000
 MAX_SECONDS = 7 * 24 * 3600.0
 MAX_LIST = 1000
 MAX_TEXT = 4096
-# Debian Policy 5.6.1 (source and binary package names): they become file names.
-DEBIAN_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 
 
 def _is_str(v: Any) -> str | None:
@@ -148,7 +53,7 @@ def _is_str(v: Any) -> str | None:
 
 
 def _is_debian_name(v: Any) -> str | None:
-    ok = isinstance(v, str) and len(v) <= 128 and DEBIAN_NAME.fullmatch(v) is not None
+    ok = isinstance(v, str) and len(v) <= 128 and PACKAGE_NAME.fullmatch(v) is not None
     return None if ok else "a Debian package name (lower case letters, digits, + - .; Policy 5.6.1)"
 
 
@@ -286,8 +191,6 @@ _ML_KEYS = (
     "url",
     "sha256",
 )
-_ARRAYS = {"model": _ML_KEYS, "dataset": _ML_KEYS}
-STOCK = Isa(levels=())  # a recipe without [isa]: only the stock build
 
 
 def _line_of(text: str, table: str, key: str | None = None) -> int | None:
@@ -342,27 +245,13 @@ def load_recipe(path: Path) -> Recipe:
 
 
 def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
-    """Validate parsed TOML against the schema and build a Recipe."""
+    """Validate parsed TOML against the schema and build the recipe of the right kind."""
 
     def fail(message: str, table: str, key: str | None = None) -> RecipeError:
         return RecipeError(path, message, _line_of(text, table, key) or _line_of(text, table))
 
-    ml: dict[str, tuple[dict[str, str], ...]] = {}
-    for table, keys in _ARRAYS.items():
-        entries = data.pop(table, [])
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise fail(f"[[{table}]] must be an array of tables", table)
-        for entry in entries:
-            for key, item in entry.items():
-                if key not in keys:
-                    raise fail(
-                        f"[[{table}]] unknown key '{key}' (known: {', '.join(keys)})", table, key
-                    )
-                if not isinstance(item, str):
-                    raise fail(f"[[{table}]] {key}: expected a string, got {item!r}", table, key)
-            if "name" not in entry or "license" not in entry:
-                raise fail(f"[[{table}]] needs 'name' and 'license'", table)
-        ml[table] = tuple(entries)
+    models = _ml_entries(data.pop("model", []), "model", fail)
+    datasets = _ml_entries(data.pop("dataset", []), "dataset", fail)
     raw_flavors = data.pop("flavor", {})
     for table, value in data.items():
         if table not in _SCHEMA:
@@ -372,64 +261,89 @@ def parse_recipe(path: Path, text: str, data: dict[str, Any]) -> Recipe:
                 f"unknown table [{table}] (known: {known}, [flavor.*], [[model]], [[dataset]])",
                 _line_of(text, table),
             )
-        if not isinstance(value, dict):
-            raise fail(f"[{table}] must be a table", table)
-        for key, item in value.items():
-            check = _SCHEMA[table].get(key)
-            if check is None:
-                known = ", ".join(_SCHEMA[table])
-                raise fail(f"[{table}] unknown key '{key}' (known: {known})", table, key)
-            expected = check(item)
-            if expected is not None:
-                raise fail(f"[{table}] {key}: expected {expected}, got {item!r}", table, key)
-    flavors = _flavors(path, text, raw_flavors, fail)
-    wheelish = bool(flavors) or any(k in data.get("source", {}) for k in ("wheel", "pypi"))
+        _check_table(table, value, _SCHEMA[table], fail)
+    flavors = _flavors(path, raw_flavors, fail)
     if "source" not in data and not flavors:
         raise RecipeError(path, "missing table [source]")
-    if not wheelish:
-        for table in ("python", "sanity"):
-            if table in data:
-                raise fail(f"[{table}] is for recipes whose source is a wheel or pypi", table)
     source = _source(path, data["source"], fail) if "source" in data else None
-    python = _python(data.get("python", {}))
-    sanity = Sanity(**data["sanity"]) if "sanity" in data else None
-    if wheelish:
-        if source is not None and not source.is_wheel:
-            raise fail("[source] of a recipe with [flavor.*] must be 'wheel' or 'pypi'", "source")
-        if source is not None:
-            if any(f.name == "cpu" for f in flavors):
-                raise fail("[source] and [flavor.cpu] both give the cpu wheel: keep one", "source")
-            flavors = (Flavor("cpu", source, python), *flavors)
-        return Recipe(
-            path=path,
-            source=flavors[0].source,
-            isa=STOCK,
-            benchmark=None,
-            python=python,
-            flavors=flavors,
-            sanity=sanity,
-            models=ml["model"],
-            datasets=ml["dataset"],
-        )
+    if flavors or (source is not None and source.is_wheel):
+        return _wheel_recipe(path, data, source, flavors, models, datasets, fail)
+    for table in ("python", "sanity"):
+        if table in data:
+            raise fail(f"[{table}] is for recipes whose source is a wheel or pypi", table)
     assert source is not None
-    isa, benchmark = _isa(data, fail)
-    suffix = data.get("package", {}).get("version_suffix", Recipe.version_suffix)
-    return Recipe(
+    common = SourceRecipe(
         path=path,
         source=source,
-        isa=isa,
-        benchmark=benchmark,
-        version_suffix=suffix,
-        models=ml["model"],
-        datasets=ml["dataset"],
+        version_suffix=data.get("package", {}).get("version_suffix", SourceRecipe.version_suffix),
+        models=models,
+        datasets=datasets,
         depends=tuple(data.get("audit", {}).get("depends", [])),
     )
+    return _isa_recipe(common, data, fail)
 
 
 _Fail = Callable[..., RecipeError]
 
 
-def _isa(data: dict[str, Any], fail: _Fail) -> tuple[Isa, Benchmark | None]:
+def _check_table(where: str, value: Any, schema: dict[str, _Check], fail: _Fail) -> None:
+    """Every key known and of the expected type, else an error at its line."""
+    if not isinstance(value, dict):
+        raise fail(f"[{where}] must be a table", where)
+    for key, item in value.items():
+        check = schema.get(key)
+        if check is None:
+            known = ", ".join(schema)
+            raise fail(f"[{where}] unknown key '{key}' (known: {known})", where, key)
+        expected = check(item)
+        if expected is not None:
+            raise fail(f"[{where}] {key}: expected {expected}, got {item!r}", where, key)
+
+
+def _ml_entries(entries: Any, table: str, fail: _Fail) -> tuple[dict[str, str], ...]:
+    """[[model]] or [[dataset]]: string fields only, a name and a licence each."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise fail(f"[[{table}]] must be an array of tables", table)
+    for entry in entries:
+        for key, item in entry.items():
+            if key not in _ML_KEYS:
+                known = ", ".join(_ML_KEYS)
+                raise fail(f"[[{table}]] unknown key '{key}' (known: {known})", table, key)
+            if not isinstance(item, str):
+                raise fail(f"[[{table}]] {key}: expected a string, got {item!r}", table, key)
+        if "name" not in entry or "license" not in entry:
+            raise fail(f"[[{table}]] needs 'name' and 'license'", table)
+    return tuple(entries)
+
+
+def _wheel_recipe(
+    path: Path,
+    data: dict[str, Any],
+    source: Source | None,
+    flavors: tuple[Flavor, ...],
+    models: tuple[dict[str, str], ...],
+    datasets: tuple[dict[str, str], ...],
+    fail: _Fail,
+) -> WheelRecipe:
+    """A wheel recipe: [source] (the cpu wheel) and/or [flavor.*], never [isa]."""
+    python = _python(data.get("python", {}))
+    if source is not None:
+        if not source.is_wheel:
+            raise fail("[source] of a recipe with [flavor.*] must be 'wheel' or 'pypi'", "source")
+        if any(f.name == "cpu" for f in flavors):
+            raise fail("[source] and [flavor.cpu] both give the cpu wheel: keep one", "source")
+        flavors = (Flavor("cpu", source, python), *flavors)
+    return WheelRecipe(
+        path=path,
+        flavors=flavors,
+        python=python,
+        sanity=Sanity(**data["sanity"]) if "sanity" in data else None,
+        models=models,
+        datasets=datasets,
+    )
+
+
+def _isa_recipe(common: SourceRecipe, data: dict[str, Any], fail: _Fail) -> SourceRecipe:
     """[isa] and [benchmark], which go together: deepdeb ships a variant only when it was
     measured faster. Neither: a stock build. [benchmark] alone: every level is tried."""
     if "isa" in data and "benchmark" not in data:
@@ -439,7 +353,7 @@ def _isa(data: dict[str, Any], fail: _Fail) -> tuple[Isa, Benchmark | None]:
             "isa",
         )
     if "benchmark" not in data:
-        return STOCK, None
+        return common
     isa_table = data.get("isa", {})
     levels = isa_table.get("levels", list(OPTIONAL_LEVELS))
     if len(set(levels)) != len(levels) or not levels:
@@ -459,7 +373,11 @@ def _isa(data: dict[str, Any], fail: _Fail) -> tuple[Isa, Benchmark | None]:
         warmup=bench.get("warmup", Benchmark.warmup),
         timeout=float(bench.get("timeout", Benchmark.timeout)),
     )
-    return isa, benchmark
+    return IsaRecipe(**_fields(common), isa=isa, benchmark=benchmark)
+
+
+def _fields(recipe: SourceRecipe) -> dict[str, Any]:
+    return {f.name: getattr(recipe, f.name) for f in dataclasses.fields(SourceRecipe)}
 
 
 def _source(path: Path, src: dict[str, Any], fail: _Fail, table: str = "source") -> Source:
@@ -505,7 +423,7 @@ def _python(table: dict[str, Any]) -> Python:
     )
 
 
-def _flavors(path: Path, text: str, raw: Any, fail: _Fail) -> tuple[Flavor, ...]:
+def _flavors(path: Path, raw: Any, fail: _Fail) -> tuple[Flavor, ...]:
     """[flavor.NAME] tables: a wheel source plus [python]-style keys each."""
     if not isinstance(raw, dict):
         raise fail("[flavor] must hold tables such as [flavor.cpu]", "flavor")
@@ -515,16 +433,7 @@ def _flavors(path: Path, text: str, raw: Any, fail: _Fail) -> tuple[Flavor, ...]
         where = f"flavor.{name}"
         if name not in FLAVORS:
             raise fail(f"unknown flavour [{where}] (known: {', '.join(FLAVORS)})", where)
-        if not isinstance(table, dict):
-            raise fail(f"[{where}] must be a table", where)
-        for key, item in table.items():
-            check = keys.get(key)
-            if check is None:
-                known = ", ".join(keys)
-                raise fail(f"[{where}] unknown key '{key}' (known: {known})", where, key)
-            expected = check(item)
-            if expected is not None:
-                raise fail(f"[{where}] {key}: expected {expected}, got {item!r}", where, key)
+        _check_table(where, table, keys, fail)
         src = {k: v for k, v in table.items() if k in ("wheel", "pypi")}
         if len(src) != 1:
             raise fail(f"[{where}] needs exactly one of 'wheel' or 'pypi'", where)
@@ -533,7 +442,7 @@ def _flavors(path: Path, text: str, raw: Any, fail: _Fail) -> tuple[Flavor, ...]
     return tuple(sorted(flavors, key=lambda f: FLAVORS.index(f.name)))
 
 
-def with_levels(recipe: Recipe, levels: list[str]) -> Recipe:
+def with_levels(recipe: SourceRecipe, levels: list[str]) -> IsaRecipe:
     """The recipe with its level list replaced (``--levels`` on the command line)."""
     unknown = [lv for lv in levels if lv not in OPTIONAL_LEVELS and lv != BASELINE]
     if unknown:
@@ -542,7 +451,7 @@ def with_levels(recipe: Recipe, levels: list[str]) -> Recipe:
             f"--levels: unknown level(s) {', '.join(unknown)}; "
             f"expected some of {', '.join(OPTIONAL_LEVELS)}",
         )
-    if recipe.benchmark is None:
+    if not isinstance(recipe, IsaRecipe):
         raise RecipeError(
             recipe.path,
             "--levels: the recipe has no [benchmark], so it is a stock build; deepdeb only "

@@ -1,0 +1,1 @@
+"""report.json as typed records (schema) and the terminal tables that show them."""

@@ -1,119 +1,14 @@
-"""Report stage: report.json for machines and a table for people."""
+"""Terminal tables for people: a build report, an inventory, an audit (rich)."""
 
 from __future__ import annotations
-
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from deepdeb import __version__
-from deepdeb.debian.debpkg import AssembledPackage
 from deepdeb.inventory.scan import Inventory
-from deepdeb.isa.measure import LevelResult
-from deepdeb.isa.reach import Reach
-from deepdeb.isa.verify import LintianResult, LoaderCheck, checks_to_json
 from deepdeb.licence.audit import AuditResult
-from deepdeb.licence.verdict import Verdict
-
-
-@dataclass
-class BuildReport:
-    recipe: Path
-    source_name: str
-    source_version: str
-    source_origin: str
-    host: dict[str, Any]
-    layout: str
-    isa: dict[str, Any]
-    benchmark: dict[str, Any] | None
-    levels: list[LevelResult]
-    build: dict[str, dict[str, Any]] = field(default_factory=dict)  # level -> flags, seconds
-    packages: list[AssembledPackage] = field(default_factory=list)
-    loader_checks: list[LoaderCheck] = field(default_factory=list)
-    loader_notes: list[str] = field(default_factory=list)
-    lintian: LintianResult | None = None
-    notes: list[str] = field(default_factory=list)
-    network_attempts: list[dict[str, object]] = field(default_factory=list)
-    licence: Verdict | None = None
-    work_dir: Path | None = None  # set when the scratch directory was kept (--keep-work)
-    backend: str = "host"  # "host" (the host's packages) or "cleanroom" (a fresh chroot)
-    chroot: dict[str, Any] | None = None  # the clean room's tarball, digest and timings
-    buildinfo: Path | None = None
-    libraries: list[Reach] = field(default_factory=list)  # how the loader reaches each one
-
-    @property
-    def shipped_levels(self) -> list[str]:
-        return [r.level for r in self.levels if r.kept]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "deepdeb_version": __version__,
-            "recipe": display_path(self.recipe),
-            "source": {
-                "name": self.source_name,
-                "version": self.source_version,
-                "origin": display_path(Path(self.source_origin))
-                if self.source_origin.startswith("/")
-                else self.source_origin,
-            },
-            "host": self.host,
-            "backend": self.backend,
-            "chroot": self.chroot,
-            "buildinfo": None if self.buildinfo is None else self.buildinfo.name,
-            "layout": self.layout,
-            "isa": self.isa,
-            "benchmark": self.benchmark,
-            "levels": [
-                {
-                    "level": r.level,
-                    **self.build.get(r.level, {}),
-                    "built": r.built,
-                    "tests_passed": r.tests_passed,
-                    "measured": r.measured,
-                    "times_s": [round(t, 6) for t in r.times],
-                    "median_s": r.median,
-                    "speedup": r.speedup,
-                    "gain_over_lower": r.gain_over_lower,
-                    "kept": r.kept,
-                    "reason": r.reason,
-                }
-                for r in self.levels
-            ],
-            "shipped_levels": self.shipped_levels,
-            "libraries": [r.to_json() for r in self.libraries],
-            "network_attempts": self.network_attempts,
-            "licence": None
-            if self.licence is None
-            else {k: v for k, v in self.licence.to_json().items() if k != "files"},
-            "packages": [p.to_json() for p in self.packages],
-            "loader_checks": checks_to_json(self.loader_checks),
-            "loader_notes": self.loader_notes,
-            "lintian": None
-            if self.lintian is None
-            else {
-                "ran": self.lintian.ran,
-                "errors": self.lintian.errors,
-                "warnings": self.lintian.warnings,
-            },
-            "notes": self.notes,
-        }
-
-    def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2) + "\n"
-
-
-def display_path(path: Path) -> str:
-    """A path relative to the working directory when it lies below it (reports are often
-    committed or shared, and this machine's directory layout means nothing elsewhere)."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+from deepdeb.report.schema import BuildReport, display_path
 
 
 def _size(n: int) -> str:

@@ -26,7 +26,7 @@ from debian.deb822 import Dsc
 
 from deepdeb.debian import apt
 from deepdeb.errors import SourceError
-from deepdeb.recipe.load import Source
+from deepdeb.recipe.model import Source
 from deepdeb.util import cache_root, run, sha256_file
 
 

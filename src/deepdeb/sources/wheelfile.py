@@ -24,11 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
 
-from deepdeb.errors import DeepdebError
-
-
-class WheelError(DeepdebError):
-    """A wheel that cannot be trusted or used."""
+from deepdeb.errors import WheelError
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from deepdeb.debian.target import PLATFORMS, PYTHON, PYTHON_ABI
 from deepdeb.errors import SourceError
-from deepdeb.recipe.load import Flavor
+from deepdeb.recipe.model import Flavor
 from deepdeb.util import cache_root, sha256_file
 
 

@@ -20,7 +20,8 @@ from packaging.version import InvalidVersion, Version
 
 from deepdeb.debian import apt
 from deepdeb.debian.target import PYTHON
-from deepdeb.sources.wheelfile import Wheel, WheelError
+from deepdeb.errors import WheelError
+from deepdeb.sources.wheelfile import Wheel
 from deepdeb.util import data_toml
 
 

@@ -12,7 +12,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from deepdeb.debian.target import DIST_PACKAGES, PYTHON
-from deepdeb.sources.wheelfile import Wheel, WheelError
+from deepdeb.errors import WheelError
+from deepdeb.sources.wheelfile import Wheel
 
 
 def install_path(wheel: Wheel, member: str) -> str | None:

@@ -27,6 +27,7 @@ from debian.changelog import Changelog
 from debian.deb822 import Deb822
 
 from deepdeb.debian.debpkg import (
+    PACKAGE_NAME,
     AssembledPackage,
     build_deb,
     elf_files,
@@ -36,9 +37,8 @@ from deepdeb.debian.debpkg import (
 )
 from deepdeb.debian.elf import read_elf
 from deepdeb.debian.target import DIST_PACKAGES, PYTHON, SUITE
-from deepdeb.errors import DeepdebError
-from deepdeb.recipe.load import DEBIAN_NAME
-from deepdeb.sources.wheelfile import Wheel, WheelError
+from deepdeb.errors import AssembleError, WheelError
+from deepdeb.sources.wheelfile import Wheel
 from deepdeb.util import run
 from deepdeb.wheel.depends import Dependency
 from deepdeb.wheel.layout import entry_point_script, extract
@@ -86,7 +86,7 @@ def python_relations(wheel: Wheel) -> list[str]:
     tags = wheel.python_tags
     if any(re.fullmatch(r"cp3\d+", t) for t in tags) and not wheel.purelib:
         if f"cp{PYTHON.replace('.', '')}" not in tags:
-            raise DeepdebError(
+            raise WheelError(
                 f"{wheel.path.name} is for {', '.join(sorted(tags))}; Debian bookworm has "
                 f"Python {PYTHON} (cp{PYTHON.replace('.', '')})"
             )
@@ -244,7 +244,7 @@ def shlibs_depends(root: Path, elves: list[Path], package: str, work: Path) -> s
     cmd += [f"-l{d}" for d in libdirs]
     proc = run([*cmd, *map(str, elves)], cwd=scratch, check=False)
     if proc.returncode != 0:
-        raise DeepdebError(f"dpkg-shlibdeps failed for {package}:\n{proc.stderr.strip()[-2000:]}")
+        raise AssembleError(f"dpkg-shlibdeps failed for {package}:\n{proc.stderr.strip()[-2000:]}")
     match = re.search(r"^shlibs:Depends=(.*)$", proc.stdout, re.M)
     return match.group(1).strip() if match else ""
 
@@ -252,7 +252,7 @@ def shlibs_depends(root: Path, elves: list[Path], package: str, work: Path) -> s
 def build_package(wheel: Wheel, spec: PackageSpec, work: Path, dest: Path) -> WheelPackage:
     """Lay the wheel out as a Debian package and build the .deb into ``dest``."""
     start = time.monotonic()
-    if not DEBIAN_NAME.fullmatch(spec.package) or not re.fullmatch(
+    if not PACKAGE_NAME.fullmatch(spec.package) or not re.fullmatch(
         r"[A-Za-z0-9.+~:-]+", spec.version
     ):
         # both become paths below: never let a value leave ``work``

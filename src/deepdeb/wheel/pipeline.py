@@ -26,10 +26,10 @@ from typing import Any
 
 from rich.console import Console
 
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import UnsatisfiedRequirements
 from deepdeb.licence.audit import audit_wheel
 from deepdeb.licence.verdict import Verdict
-from deepdeb.recipe.load import Flavor, Recipe
+from deepdeb.recipe.model import Flavor, WheelRecipe
 from deepdeb.sources.wheelfile import Wheel, open_wheel
 from deepdeb.sources.wheels import Fetched, fetch_source, fetch_wheel
 from deepdeb.util import atomic_write_text
@@ -69,10 +69,6 @@ def _audit(fetched: Fetched, depends: list[str], work: Path) -> Verdict:
     return audit_wheel(fetched.path, work / "audit" / fetched.sha256[:16], alternatives)
 
 
-class UnsatisfiedRequirements(DeepdebError):
-    """Requirements bookworm cannot satisfy and the recipe says nothing about."""
-
-
 def _requirement_row(d: Dependency, choice: str | None, relation: str | None) -> dict[str, Any]:
     return {
         "requirement": d.requirement,
@@ -85,7 +81,7 @@ def _requirement_row(d: Dependency, choice: str | None, relation: str | None) ->
     }
 
 
-def plan(recipe: Recipe) -> list[Planned]:
+def plan(recipe: WheelRecipe) -> list[Planned]:
     """Every package the recipe makes: one per flavour, plus requirements it packages."""
     plans: list[Planned] = []
     unsatisfied: list[str] = []
@@ -171,7 +167,7 @@ def _plan_requirement(d: Dependency, flavor: Flavor) -> Planned:
 
 
 def _sanity(
-    recipe: Recipe, built: list[tuple[Planned, WheelPackage]], work: Path, console: Console
+    recipe: WheelRecipe, built: list[tuple[Planned, WheelPackage]], work: Path, console: Console
 ) -> dict[str, Any]:
     """The sanity test once per flavour (flavours conflict: each gets its own clean root,
     with the requirement packages built alongside)."""
@@ -209,7 +205,7 @@ def _follow_packaged_areas(plans: list[Planned]) -> None:
             p.reasons.append(f"contrib: depends on {', '.join(outside)}, which is not in main")
 
 
-def run_wheel_build(recipe: Recipe, out: Path, console: Console) -> dict[str, Any]:
+def run_wheel_build(recipe: WheelRecipe, out: Path, console: Console) -> dict[str, Any]:
     """Plan, audit and build every package; results move into ``out`` only when all built."""
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
@@ -241,7 +237,7 @@ def run_wheel_build(recipe: Recipe, out: Path, console: Console) -> dict[str, An
 
 
 def _report(
-    recipe: Recipe, built: list[tuple[Planned, WheelPackage]], seconds: float
+    recipe: WheelRecipe, built: list[tuple[Planned, WheelPackage]], seconds: float
 ) -> dict[str, Any]:
     packages = []
     for p, result in built:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from deepdeb.errors import DeepdebError
+from deepdeb.errors import SanityError
 from deepdeb.hermetic import cleanroom, sandbox
 
 DATASET_PACKAGE = {"fashion-mnist": "dataset-fashion-mnist"}
@@ -29,10 +29,6 @@ Restrictions: allow-stderr
 # The test itself lives in data/sanity/<dataset>-train.py, a plain script: PyTorch only, the
 # IDX files read by hand (no torchvision in Debian's dependency set), a fixed seed, a
 # wall-clock budget for training. deepdeb fills in its @NAME@ defaults.
-
-
-class SanityError(DeepdebError):
-    """The sanity test could not run, or the network did not learn well enough."""
 
 
 @dataclass
