@@ -12,7 +12,7 @@ from conftest import build, control
 from debian.deb822 import Deb822
 
 from deepdeb.errors import BuildError, ChrootError
-from deepdeb.hermetic import cleanroom
+from deepdeb.hermetic import cleanroom, diagnose
 from deepdeb.util import sha256_file
 
 FAKE_MMDEBSTRAP = """#!/bin/sh
@@ -89,13 +89,13 @@ def test_failure_diagnosis_names_what_the_build_looked_for() -> None:
         "Package 'libfoo', required by 'virtual:world', not found\n"
         "debian/rules:5: /bin/sh: 1: protoc: not found\n"
     )
-    assert cleanroom.missing_inputs(log) == [
+    assert diagnose.missing_inputs(log) == [
         ("header", "zlib.h"),
         ("library", "png16"),
         ("pkg-config module", "libfoo"),
         ("command", "protoc"),
     ]
-    assert cleanroom.host_providers("header", "zlib.h") == ("zlib1g-dev",)
+    assert diagnose.host_providers("header", "zlib.h") == ("zlib1g-dev",)
 
 
 @pytest.mark.slow

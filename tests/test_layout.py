@@ -108,3 +108,19 @@ def test_architecture_page_names_every_module() -> None:
         and str(p.relative_to(SRC)) not in page
     ]
     assert not missing, f"docs/ARCHITECTURE.md does not mention: {', '.join(missing)}"
+
+
+def test_pre_commit_runs_what_ci_runs() -> None:
+    """The hooks are valid and run ruff, the format check, mypy, the import contracts and
+    the fast tests; CI's own script runs the same tools."""
+    pre_commit = Path(sys.executable).parent / "pre-commit"
+    config = ROOT / ".pre-commit-config.yaml"
+    proc = subprocess.run(
+        [pre_commit, "validate-config", config], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = config.read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    for tool in ("ruff check", "ruff format", "mypy", "lint-imports"):
+        assert f".venv/bin/{tool}" in text and f".venv/bin/{tool}" in ci, tool
+    assert '.venv/bin/pytest -q -m "not slow"' in text

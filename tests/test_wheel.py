@@ -384,3 +384,27 @@ def test_the_api_name_comes_from_the_framework_not_the_flavour(tmp_path: Path) -
     (package,) = json.loads((tmp_path / "out" / "report.json").read_text())["packages"]
     assert package["package"] == "python3-tinypkg-cuda"
     assert package["provides"] == ["python3-tinypkg-api (= 1.0-1)"]
+
+
+def test_build_and_audit_give_a_wheel_the_same_verdict(tmp_path: Path) -> None:
+    """A vendored library's licence file outside the .dist-info: `deepdeb audit` and
+    `deepdeb build` read the same evidence, so neither can call the wheel free alone."""
+    from deepdeb.licence.audit import audit_target
+
+    files = {
+        "vendpkg/__init__.py": b"V = 1\n",
+        "vendpkg/_vendor/blob/LICENSE": b"This library is proprietary and confidential.\n",
+    }
+    whl = make_wheel(tmp_path, "vendpkg", "1.0", files)
+    audited = audit_target(whl, tmp_path / "audit").verdict
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[source]\nwheel = "{whl.name}"\n')
+    from rich.console import Console
+
+    from deepdeb.wheel.pipeline import run_wheel_build
+
+    report = run_wheel_build(_wheel_recipe(recipe), tmp_path / "out", Console(file=io.StringIO()))
+    (built,) = report.packages
+    assert (audited.area, audited.redistributable) == ("local-only", False)
+    assert (built.area, built.redistributable) == (audited.area, audited.redistributable)
+    assert any("vendpkg/_vendor/blob/LICENSE" in r for r in built.licence_reasons)

@@ -10,7 +10,6 @@ import tempfile
 import threading
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -28,7 +27,13 @@ from deepdeb.licence import audit
 from deepdeb.licence.dep5 import copyright_file
 from deepdeb.recipe.load import load_recipe, with_levels
 from deepdeb.recipe.model import WheelRecipe
-from deepdeb.report.tables import print_audit, print_inventory, print_report
+from deepdeb.report.tables import (
+    print_audit,
+    print_inventory,
+    print_report,
+    print_sanity,
+    print_wheel_report,
+)
 from deepdeb.util import atomic_write_text
 from deepdeb.wheel.pipeline import run_wheel_build
 from deepdeb.wheel.sanity import run_sanity
@@ -121,34 +126,16 @@ def _cmd_audit(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def _print_sanity(result: dict[str, Any], out: Console, flavor: str = "") -> None:
-    title = f"sanity test of the {flavor} flavour" if flavor else "sanity test"
-    table = Table(title=f"{title} (clean root, Fashion-MNIST)")
-    for col in ("accuracy", "required", "training", "epochs", "CPU capability", "torch"):
-        table.add_column(col)
-    table.add_row(
-        f"{result['accuracy']:.4f}",
-        f"{result['min_accuracy']:.2f}",
-        f"{result['train_seconds']:.0f} s on {result['threads']} threads",
-        str(result["epochs_completed"]),
-        str(result["cpu_capability"]),
-        str(result["torch"]),
-    )
-    out.print(table)
-
-
 def _cmd_sanity(args: argparse.Namespace, out: Console, err: Console) -> int:
     with (
         tempfile.TemporaryDirectory(prefix="deepdeb-sanity-") as tmp,
         err.status("installing into a clean root and training ..."),
     ):
-        result = run_sanity(
-            args.debs, Path(tmp), args.dataset, args.seconds, args.min_accuracy
-        ).to_json()
+        result = run_sanity(args.debs, Path(tmp), args.dataset, args.seconds, args.min_accuracy)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.to_json(), indent=2))
     else:
-        _print_sanity(result, out)
+        print_sanity(result, out)
     return 0
 
 
@@ -222,32 +209,13 @@ def _cmd_cpu(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def _print_wheel_report(report: dict[str, Any], out: Console) -> None:
-    table = Table(title="python packages from wheels")
-    for col in ("package", "version", "size", "installed", "area", "depends (system)"):
-        table.add_column(col, justify="right" if col in ("size", "installed") else "left")
-    for p in report["packages"]:
-        table.add_row(
-            p["package"],
-            p["version"],
-            f"{p['size'] / 2**20:.1f} MiB",
-            f"{p['installed_size_kib'] / 1024:.0f} MiB",
-            p["area"] + ("" if p["redistributable"] else " (local only)"),
-            p["shlibs_depends"] or "-",
-        )
-    out.print(table)
-    for row in report["unsatisfied_in_bookworm"]:
-        have = ", ".join(row["archive_versions"]) or "nothing"
-        out.print(f"not in bookworm: {row['requirement']} (archive: {have}) -> {row['choice']}")
-
-
 def _cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
     recipe = load_recipe(args.recipe)
     if isinstance(recipe, WheelRecipe):
         wheels = run_wheel_build(recipe, args.out, err)
-        _print_wheel_report(wheels, out)
-        for flavor, result in wheels.get("sanity", {}).items():
-            _print_sanity(result, out, flavor)
+        print_wheel_report(wheels, out)
+        for flavor, result in (wheels.sanity or {}).items():
+            print_sanity(result, out, flavor)
         out.print(f"report: {args.out / 'report.json'}")
         return 0
     if args.levels:
@@ -276,6 +244,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one deepdeb command; the exit status: 1 for an error, 130 or 143 when interrupted."""
     args = _parser().parse_args(argv)
     out = Console()
     err = Console(stderr=True)

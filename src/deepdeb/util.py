@@ -61,6 +61,7 @@ def run(
 
 
 def sha256_file(path: Path) -> str:
+    """A file's SHA-256 in hex, read in 1 MiB blocks: wheels and .debs can be gigabytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -64,6 +64,8 @@ class Candidate:
 
 @dataclass
 class PublishResult:
+    """What a publish did to the repository: packages added or already there, its key, notes."""
+
     repo: Path
     added: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
@@ -228,6 +230,7 @@ def open_repo(repo: Path, local: bool) -> dict[str, Any]:
 
 
 def in_pool(repo: Path, name: str) -> Path | None:
+    """The pool's file of this name, whatever component it is under (None: not in the pool)."""
     pool = repo / "pool"
     if not pool.is_dir():
         return None
@@ -297,6 +300,7 @@ def _undo(repo: Path, env: dict[str, str], notes: list[str]) -> None:
 
 
 def lintian_errors(debs: list[Path]) -> list[str]:
+    """lintian's errors for the packages to publish: any one refuses them (warnings do not)."""
     if shutil.which("lintian") is None:
         raise PublishError("publishing checks every package with lintian: apt-get install lintian")
     return lintian_tags(debs)[0]

@@ -36,6 +36,8 @@ RELATION_FIELDS = (
 
 @dataclass
 class AssembledPackage:
+    """A .deb deepdeb built, as the build report records it."""
+
     package: str
     version: str
     architecture: str
@@ -83,6 +85,7 @@ def installed_size_kib(root: Path) -> int:
 
 
 def read_control(tree: Path) -> Deb822:
+    """The control fields of an unpacked package tree (its ``DEBIAN/control``)."""
     with open(tree / "DEBIAN" / "control", encoding="utf-8") as f:
         return Deb822(f)
 
@@ -112,6 +115,8 @@ def write_control(tree: Path, control: Deb822) -> None:
 
 
 def write_md5sums(tree: Path) -> None:
+    """``DEBIAN/md5sums`` (what debsums and ``dpkg --verify`` check) for every regular file,
+    in sorted order so that the package builds reproducibly."""
     lines = []
     for path in sorted(tree.rglob("*")):
         rel = path.relative_to(tree)

@@ -12,6 +12,8 @@ from deepdeb.util import run
 
 @dataclass(frozen=True)
 class ElfInfo:
+    """What readelf says about one ELF file: its kind, soname, ISA marker and dependencies."""
+
     type: str  # "DYN" or "EXEC" (or "REL" ...)
     soname: str | None
     isa_needed: str  # highest "x86 ISA needed" level, BASELINE when there is no marker
@@ -26,6 +28,7 @@ class ElfInfo:
 
 
 def is_elf(path: Path) -> bool:
+    """A regular file (not a link) that starts with the ELF magic number."""
     if path.is_symlink() or not path.is_file():
         return False
     with open(path, "rb") as f:
@@ -33,6 +36,8 @@ def is_elf(path: Path) -> bool:
 
 
 def read_elf(path: Path) -> ElfInfo:
+    """The ELF facts of a file, from one ``readelf`` run over its header, dynamic section
+    and notes."""
     out = run(["readelf", "-W", "-h", "-d", "-n", path]).stdout
     type_match = re.search(r"^\s*Type:\s+(\w+)", out, flags=re.M)
     soname = re.search(r"\(SONAME\)\s+Library soname: \[([^\]]+)\]", out)

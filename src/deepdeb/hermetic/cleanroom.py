@@ -64,6 +64,8 @@ class ChrootSpec:
 
 @dataclass(frozen=True)
 class Chroot:
+    """A cached chroot tarball, whole (its SHA-256 matches its sidecar), and its spec."""
+
     tarball: Path
     sha256: str
     spec: ChrootSpec
@@ -89,6 +91,7 @@ class CleanRoot:
 
 
 def available() -> bool:
+    """Whether clean-room builds can run here: chroots are made by mmdebstrap."""
     return shutil.which("mmdebstrap") is not None
 
 
@@ -103,6 +106,8 @@ def source_files() -> list[Path]:
 
 
 def default_spec() -> ChrootSpec:
+    """The build chroot: bookworm's buildd variant from the host's apt sources, for the
+    host's architecture."""
     arch = run(["dpkg", "--print-architecture"]).stdout.strip()
     sources = tuple(f.read_text() for f in source_files())
     # Builds run as an unprivileged user: fakeroot stands in for root where a package's
@@ -134,6 +139,7 @@ def runtime_chroot() -> Chroot:
 
 
 def chroot_dir() -> Path:
+    """Where chroot tarballs are cached, with their sidecar JSON and lock files."""
     return cache_root() / "chroots"
 
 
@@ -384,6 +390,7 @@ def _unsatisfiable(apt_output: str) -> str | None:
 
 
 def installed_packages(root: Path) -> dict[str, str]:
+    """package -> version of what is fully installed in ``root``, from its own dpkg database."""
     proc = run(
         [
             "dpkg-query",
@@ -423,83 +430,6 @@ def prepare(chroot: Chroot, dest: Path, tree: Path, source: str) -> CleanRoot:
 
 
 # --- Why a clean-room build failed -----------------------------------------------------
-
-_MISSING = (
-    ("header", re.compile(r"fatal error: ([\w./+-]+): No such file or directory")),
-    ("library", re.compile(r"cannot find -l([\w.+-]+)")),
-    ("pkg-config module", re.compile(r"No package '([\w.+-]+)' found")),
-    ("pkg-config module", re.compile(r"Package '([\w.+-]+)',? required by .* not found")),
-    ("command", re.compile(r"(?:^|\s|/)([\w.+-]+): (?:command )?not found$", re.M)),
-    ("CMake package", re.compile(r"package configuration file provided by\s+\"(\w+)\"")),
-)  # fmt: skip
-
-_PATTERNS = {
-    "header": "*/include/{}",
-    "library": "*/lib{}.so",
-    "pkg-config module": "*/pkgconfig/{}.pc",
-    "command": "*/bin/{}",
-    "CMake package": "*/cmake/*{}*Config.cmake",
-}
-
-
-@dataclass(frozen=True)
-class Missing:
-    kind: str
-    name: str
-    host_packages: tuple[str, ...]  # who provides it on the host, if anyone
-
-    def __str__(self) -> str:
-        where = (
-            f"installed on this host by {', '.join(self.host_packages)}"
-            if self.host_packages
-            else "not provided by any package installed on this host"
-        )
-        return f"{self.kind} {self.name} ({where})"
-
-
-def missing_inputs(log_text: str) -> list[tuple[str, str]]:
-    """(kind, name) of each file or tool a failed build looked for and did not find."""
-    found: list[tuple[str, str]] = []
-    for kind, pattern in _MISSING:
-        for name in pattern.findall(log_text):
-            if (kind, name) not in found:
-                found.append((kind, name))
-    return found
-
-
-def host_providers(kind: str, name: str) -> tuple[str, ...]:
-    """Host packages shipping what the build missed (``dpkg -S`` on a path pattern)."""
-    proc = run(["dpkg", "-S", _PATTERNS[kind].format(name)], check=False)
-    packages: list[str] = []
-    for line in proc.stdout.splitlines():
-        for package in line.split(":", 1)[0].split(","):
-            package = package.strip()
-            if package and package not in packages and not line.startswith("diversion"):
-                packages.append(package)
-    return tuple(packages)
-
-
-def explain_failure(log_text: str) -> list[Missing]:
-    return [Missing(k, n, host_providers(k, n)) for k, n in missing_inputs(log_text)]
-
-
-def describe(missing: Sequence[Missing]) -> str:
-    """The message a failed clean-room build adds: what it lacked, and who has it here."""
-    if not missing:
-        return ""
-    lines = [f"  {m}" for m in missing]
-    packages = sorted({p.split(":")[0] for m in missing for p in m.host_packages})
-    hint = (
-        f"\nThe host has them, the clean room does not: add {', '.join(packages)} to "
-        "Build-Depends in debian/control."
-        if packages
-        else ""
-    )
-    return (
-        "\n--- the clean room lacked (undeclared build-dependencies?) ---\n"
-        + "\n".join(lines)
-        + hint
-    )
 
 
 def record(root: CleanRoot) -> dict[str, object]:

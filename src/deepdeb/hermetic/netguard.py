@@ -136,6 +136,8 @@ def _seccomp() -> str:
 
 
 def main(argv: list[str]) -> int:
+    """Start the proxy and DNS stub, point the proxy variables at them, install the system
+    call filter and run the command; its exit status is returned (2 for bad usage)."""
     global _log_fd
     if len(argv) < 4 or argv[0] != "--attempts-fd" or argv[2] != "--":
         print("usage: netguard.py --attempts-fd N -- COMMAND...", file=sys.stderr)

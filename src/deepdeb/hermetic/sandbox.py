@@ -37,7 +37,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -101,6 +101,8 @@ def current_limits() -> Limits:
 
 @dataclass(frozen=True)
 class NetworkAttempt:
+    """One attempt of a sandboxed job to reach the network, as netguard recorded and refused it."""
+
     kind: str  # "dns", "http" or "connect"
     host: str
     port: int
@@ -117,11 +119,14 @@ class NetworkAttempt:
 
 @dataclass(frozen=True)
 class Identity:
+    """The uid and gid of the unprivileged build user that sandboxed jobs run as."""
+
     uid: int
     gid: int
 
 
 def available() -> bool:
+    """Whether jobs can be sandboxed here: that needs bubblewrap (``bwrap``)."""
     return shutil.which("bwrap") is not None
 
 
@@ -397,10 +402,6 @@ def read_attempts(log: Path) -> list[NetworkAttempt]:
     return seen
 
 
-def attempts_to_json(attempts: Sequence[NetworkAttempt]) -> list[dict[str, object]]:
-    return [asdict(a) for a in attempts]
-
-
 def _children(pid: int) -> list[int]:
     """Direct children of a process, from /proc."""
     found = []
@@ -535,10 +536,13 @@ def run_limits() -> Iterator[CGroup | None]:
 
 
 def current_cgroup() -> CGroup | None:
+    """The cgroup of the innermost :func:`run_limits` now open (None: none, or no cgroup)."""
     return _GROUP[-1] if _GROUP else None
 
 
 def remove_cgroup(group: CGroup) -> None:
+    """Remove the cgroup's directories, waiting up to 5 seconds each for its last jobs to
+    exit (the kernel refuses to remove a cgroup with processes in it)."""
     for directory in group.directories:
         for _ in range(50):  # empty once every job has ended: the last may still exit
             try:

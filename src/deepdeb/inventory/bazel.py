@@ -11,7 +11,10 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from deepdeb.inventory.inputs import HEX, UNPARSEABLE, Input, read, second_level
 
 # Rules that fetch something. Project wrappers (tf_http_archive, ...) are recognised
 # generically: any call with a ``name`` and a ``url``/``urls``/``remote`` argument.
@@ -173,3 +176,79 @@ def rule_calls(source: str, known: dict[str, Any]) -> Iterator[RuleCall]:
             if folded is not _UNKNOWN:
                 args[key] = folded
         yield RuleCall(rule=rule, line=node.lineno, args=args)
+
+
+# --- the scanner ---------------------------------------------------------------------------
+
+
+def _bazel_inputs(rel: str, call: RuleCall) -> Input | None:
+    a = call.args
+    name = str(a.get("name") or a.get("module_name") or "")
+    urls = a.get("urls") or ([a["url"]] if "url" in a else [])
+    urls = [u for u in urls if isinstance(u, str)] if isinstance(urls, list) else []
+    if call.rule == "bazel_dep":
+        return Input(
+            "bazel_dep",
+            name,
+            rel,
+            call.line,
+            version=a.get("version"),
+            second_level=True,
+            note="archive and hash come from the Bazel registry",
+        )
+    if "remote" in a or call.rule in ("git_repository", "new_git_repository", "git_override"):
+        commit = a.get("commit")
+        hash_ = f"commit:{commit}" if isinstance(commit, str) and HEX.fullmatch(commit) else None
+        ref = a.get("tag") or a.get("branch")
+        return Input(
+            call.rule,
+            name,
+            rel,
+            call.line,
+            urls=[str(a.get("remote", ""))],
+            version=str(ref) if ref else None,
+            hash=hash_,
+            note=None if hash_ else "tag or branch: moves upstream",
+        )
+    if not urls:
+        return None
+    hash_ = None
+    if isinstance(a.get("sha256"), str) and a["sha256"]:
+        hash_ = f"sha256:{a['sha256']}"
+    elif isinstance(a.get("integrity"), str):
+        hash_ = f"integrity:{a['integrity']}"
+    return Input(
+        call.rule,
+        name,
+        rel,
+        call.line,
+        urls=urls,
+        hash=hash_,
+        second_level=any(second_level(u) for u in urls),
+    )
+
+
+def scan_bazel(root: Path, files: list[Path]) -> Iterator[Input]:
+    """All Bazel files together: constants in one file are often used in another."""
+    sources: dict[Path, str] = {}
+    known: dict[str, Any] = {}
+    for path in files:
+        try:
+            sources[path] = read(path)
+            tree = parse(sources[path])
+        except (OSError, *UNPARSEABLE):
+            continue
+        known.update(constants(tree, known))
+    for path, text in sources.items():
+        rel = path.relative_to(root).as_posix()
+        try:
+            calls = list(rule_calls(text, known))
+        except UNPARSEABLE as e:
+            line = e.lineno or 0 if isinstance(e, SyntaxError) else 0
+            why = e.msg if isinstance(e, SyntaxError) else str(e) or type(e).__name__
+            yield Input("unparsed", path.name, rel, line, note=f"not parseable as Starlark: {why}")
+            continue
+        for call in calls:
+            found = _bazel_inputs(rel, call)
+            if found is not None:
+                yield found

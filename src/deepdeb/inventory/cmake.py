@@ -7,9 +7,13 @@ replaced from ``set()`` calls seen in the scanned files; anything else stays as 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+from deepdeb.inventory.inputs import Input, hash_of, read, second_level
 
 _COMMAND = re.compile(r"^[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*\(", re.M)
 _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|\[(=*)\[(.*?)\]\2\]|([^\s()"#]+)', re.S)
@@ -20,6 +24,8 @@ INTERESTING = {"fetchcontent_declare", "externalproject_add", "file", "execute_p
 
 @dataclass(frozen=True)
 class Command:
+    """One CMake command call, with its arguments as tokenised (variables not yet expanded)."""
+
     name: str  # lower case, as CMake compares them
     args: list[str]
     line: int
@@ -61,6 +67,7 @@ def commands(text: str) -> Iterator[Command]:
 
 
 def expand(value: str, variables: dict[str, str]) -> str:
+    """``${VAR}`` replaced where the scanned set() calls define VAR; others stay as written."""
     return _VAR.sub(lambda m: variables.get(m.group(1), m.group(0)), value)
 
 
@@ -75,3 +82,117 @@ def keyword_args(args: list[str], keywords: set[str]) -> dict[str, list[str]]:
         else:
             grouped.setdefault(current, []).append(arg)
     return grouped
+
+
+# --- the scanner ---------------------------------------------------------------------------
+
+
+_FETCH_KEYWORDS = {
+    "GIT_REPOSITORY",
+    "GIT_TAG",
+    "URL",
+    "URL_HASH",
+    "URL_MD5",
+    "SOURCE_DIR",
+    "BINARY_DIR",
+    "DOWNLOAD_COMMAND",
+    "CONFIGURE_COMMAND",
+    "BUILD_COMMAND",
+    "INSTALL_COMMAND",
+    "PATCH_COMMAND",
+    "UPDATE_COMMAND",
+    "CMAKE_ARGS",
+    "SOURCE_SUBDIR",
+    "DOWNLOAD_EXTRACT_TIMESTAMP",
+    "GIT_SHALLOW",
+    "GIT_PROGRESS",
+    "FIND_PACKAGE_ARGS",
+    "OVERRIDE_FIND_PACKAGE",
+    "EXCLUDE_FROM_ALL",
+    "TLS_VERIFY",
+    "DOWNLOAD_NAME",
+    "PREFIX",
+    "TEST_COMMAND",
+}
+
+
+def scan_cmake(root: Path, files: list[Path]) -> Iterator[Input]:
+    """The downloads that FetchContent, ExternalProject, file(DOWNLOAD) and execute_process
+    git clones declare; the set() values of all the files are read first (one file often
+    uses another's)."""
+    parsed = []
+    variables: dict[str, str] = {}
+    for path in files:
+        cmds = list(commands(read(path)))
+        parsed.append((path, cmds))
+        for c in cmds:
+            if c.name == "set" and len(c.args) >= 2:
+                variables.setdefault(c.args[0], expand(" ".join(c.args[1:]), variables))
+    for path, cmds in parsed:
+        rel = path.relative_to(root).as_posix()
+        for c in cmds:
+            args = [expand(a, variables) for a in c.args]
+            if c.name in ("fetchcontent_declare", "externalproject_add") and args:
+                yield _cmake_fetch(rel, c, args)
+            elif c.name == "file" and len(args) >= 2 and args[0] == "DOWNLOAD":
+                kw = keyword_args(args[2:], {"EXPECTED_HASH", "EXPECTED_MD5"})
+                hash_ = (
+                    hash_of(kw["EXPECTED_HASH"][0])
+                    if kw.get("EXPECTED_HASH")
+                    else hash_of("MD5=" + kw["EXPECTED_MD5"][0])
+                    if kw.get("EXPECTED_MD5")
+                    else None
+                )
+                yield Input(
+                    "cmake_file_download",
+                    os.path.basename(args[1].split("?")[0]),
+                    rel,
+                    c.line,
+                    urls=[args[1]],
+                    hash=hash_,
+                    second_level=second_level(args[1]),
+                )
+            elif c.name == "execute_process" and "clone" in args:
+                at = args.index("clone")
+                urls = [a for a in args[at + 1 :] if "://" in a or a.startswith("git@")]
+                if urls and at > 0 and args[at - 1].endswith("git"):
+                    yield Input(
+                        "git_clone",
+                        urls[0].rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"),
+                        rel,
+                        c.line,
+                        urls=urls[:1],
+                        note="cloned at configure time, whatever the branch holds",
+                    )
+
+
+def _cmake_fetch(rel: str, c: Command, args: list[str]) -> Input:
+    kw = keyword_args(args[1:], _FETCH_KEYWORDS)
+    kind = "cmake_fetchcontent" if c.name == "fetchcontent_declare" else "cmake_externalproject"
+    if kw.get("GIT_REPOSITORY"):
+        tag = kw["GIT_TAG"][0] if kw.get("GIT_TAG") else None
+        pinned = tag is not None and re.fullmatch(r"[0-9a-f]{40}", tag) is not None
+        return Input(
+            kind,
+            args[0],
+            rel,
+            c.line,
+            urls=kw["GIT_REPOSITORY"][:1],
+            version=None if pinned else tag,
+            hash=f"commit:{tag}" if pinned else None,
+        )
+    hash_ = (
+        hash_of(kw["URL_HASH"][0])
+        if kw.get("URL_HASH")
+        else (hash_of("MD5=" + kw["URL_MD5"][0]) if kw.get("URL_MD5") else None)
+    )
+    urls = kw.get("URL", [])
+    return Input(
+        kind,
+        args[0],
+        rel,
+        c.line,
+        urls=urls,
+        hash=hash_,
+        second_level=any(second_level(u) for u in urls),
+    )

@@ -44,6 +44,8 @@ _NAME_PREFIXES = ("com_github_", "com_google_", "com_googlesource_", "org_", "io
 
 @dataclass(frozen=True)
 class Match:
+    """The Debian source package that ships an input, and whether its Homepage or name matched."""
+
     package: str
     via: str  # "homepage" or "name"
 

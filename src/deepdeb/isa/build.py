@@ -27,7 +27,7 @@ from deepdeb.cpu.levels import BASELINE, BuildPlan, compiler_flags
 from deepdeb.debian.debpkg import elf_files, extract
 from deepdeb.debian.elf import read_elf
 from deepdeb.errors import BuildError, DeepdebError, FlagsNotAppliedError, MissingBuildDepsError
-from deepdeb.hermetic import cleanroom, sandbox
+from deepdeb.hermetic import diagnose, sandbox
 from deepdeb.hermetic.cleanroom import CleanRoot
 from deepdeb.hermetic.sandbox import NetworkAttempt
 from deepdeb.recipe.model import Isa
@@ -315,7 +315,7 @@ def _build_one(
                 f"{group.memory_limit() >> 20} MiB (DEEPDEB_LIMIT_MEMORY_BYTES)"
             )
         elif clean and not in_tests:
-            diagnosis = cleanroom.describe(cleanroom.explain_failure(text))
+            diagnosis = diagnose.describe(diagnose.explain_failure(text))
         elif illegal_instruction(text):
             diagnosis = f"\n{result.failure}"
         raise BuildError(

@@ -39,6 +39,7 @@ class Runtime:
 
 
 def unpack_runtime(variant: VariantBuild, dest: Path) -> Runtime:
+    """A built level's packages, unpacked under ``dest`` to be run from there."""
     return runtime_from_debs(list(variant.debs.values()), dest)
 
 

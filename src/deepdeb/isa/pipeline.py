@@ -128,6 +128,8 @@ def run_build(
     lintian: bool = True,
     backend: str = "host",
 ) -> BuildReport:
+    """Build a recipe's packages into ``out``, which gets them only once all were built,
+    verified and checked: a failed run leaves it as it was and keeps the scratch directory."""
     console = console or Console(stderr=True)
     if layout not in LAYOUTS:
         raise UsageError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
@@ -328,10 +330,10 @@ def _measure(
         source_name=package.name,
         source_version=package.version,
         source_origin=recipe.source.label,
-        host=asdict(host),
+        host=host,
         layout="fat",
-        isa=asdict(isa),
-        benchmark=None if bench is None else asdict(bench),
+        isa=isa,
+        benchmark=bench,
         levels=results,
         notes=notes,
     )

@@ -43,6 +43,8 @@ METHODS = ("tunables", "ld.so-mask")
 
 
 def build_probe(work: Path) -> Path:
+    """Compile the load probe (``data/loadprobe.c``): it ``dlopen()``s each soname it is
+    given and prints the file the loader chose."""
     source = resources.files("deepdeb").joinpath("data/loadprobe.c").read_text()
     work.mkdir(parents=True, exist_ok=True)
     (work / "loadprobe.c").write_text(source)

@@ -38,6 +38,8 @@ from deepdeb.util import run
 
 @dataclass
 class AuditResult:
+    """What ``deepdeb audit`` reports for one target: its verdict, name and origin."""
+
     target: str
     verdict: Verdict
     upstream_name: str
@@ -60,32 +62,29 @@ def audit_recipe(
 
 
 def audit_wheel(
-    path: Path,
-    tree: Path,
-    depends: Sequence[Sequence[str]] = (),
-    *,
-    deep: bool = False,
-    whole: bool = False,
+    path: Path, tree: Path, depends: Sequence[Sequence[str]] = (), *, deep: bool = False
 ) -> Verdict:
     """The verdict on a wheel, unpacked into ``tree`` once its structure, paths and size
-    are checked. A package build reads only the .dist-info (METADATA and licence files):
-    a binary wheel's headers are not its sources, and torch's would take minutes to scan.
-    ``deepdeb audit`` reads everything (``whole``), vendored licence texts included."""
+    are checked. ``deepdeb build`` and ``deepdeb audit`` both call this, so they cannot
+    disagree: they read the licence evidence (:func:`licence_evidence`), not every file,
+    because a binary wheel's headers are not its sources and torch's would take minutes
+    to scan. ``deep`` (``deepdeb audit --deep``) reads everything with scancode-toolkit."""
     open_wheel(path)
     if tree.exists():
         shutil.rmtree(tree)
     with zipfile.ZipFile(path) as wheel:
-        members = [
-            name
-            for name in wheel.namelist()
-            if whole
-            or (
-                name.split("/", 1)[0].endswith(".dist-info")
-                and (name.endswith("/METADATA") or is_licence_file(name.split("/", 1)[1]))
-            )
-        ]
+        members = [name for name in wheel.namelist() if deep or licence_evidence(name)]
         wheel.extractall(tree, members)
     return decide(scan(tree, deep), [], [list(alts) for alts in depends])
+
+
+def licence_evidence(member: str) -> bool:
+    """Whether a wheel member says what the wheel's licence is: its METADATA, and licence
+    files, in the .dist-info or anywhere else (a vendored library's LICENSE counts)."""
+    top, _, rest = member.partition("/")
+    if top.endswith(".dist-info") and rest == "METADATA":
+        return True
+    return is_licence_file(member)
 
 
 def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
@@ -122,6 +121,6 @@ def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
             str(target), decide(scan(tree, deep), [], deps), fields["Package"], target.name
         )
     if target.suffix == ".whl":
-        verdict = audit_wheel(target, work / "wheel", deep=deep, whole=True)
+        verdict = audit_wheel(target, work / "wheel", deep=deep)
         return AuditResult(str(target), verdict, target.name.split("-")[0], target.name)
     raise AuditError(f"{target}: expected a recipe (.toml), a directory, a .deb or a .whl")

@@ -11,6 +11,8 @@ UNAVAILABLE = {"", "unknown", "private", "undisclosed", "none", "proprietary"}
 
 @dataclass
 class MlVerdict:
+    """The ML-Policy category of one declared model or dataset, and what keeps it from free."""
+
     kind: str  # "model" or "dataset"
     name: str
     license: str | None

@@ -43,6 +43,8 @@ _MIN_CHUNK = 256
 
 @dataclass
 class Finding:
+    """One file's licence, and which source of evidence named it."""
+
     path: str
     spdx: str | None
     classification: str
@@ -205,47 +207,67 @@ def scan(root: Path, deep: bool = False) -> list[Finding]:
         for rel, value in _scancode(root, files).items():
             if checked.get(rel, (None, ""))[0] is None:
                 checked[rel] = (value[0], checked.get(rel, (None, ""))[1])
-    declarations: dict[str, str] = {}  # directory -> expression of its LICENSE/COPYING
-    package_wide: list[tuple[str, str]] = []  # (expression, where it comes from)
-    source_dep5 = _dep5(root / "debian" / "copyright")
+    declared = _declarations(root, files, checked)
+    findings = []
+    for rel in files:
+        expr, source = _resolve(root, rel, checked.get(rel, (None, ""))[0], declared)
+        cls, reason = classify(expr)
+        holder = checked.get(rel, (None, ""))[1]
+        findings.append(Finding(rel, expr, cls, source if expr else "none", holder, reason))
+    return findings
+
+
+@dataclass
+class _Declared:
+    """What a tree says about licences beyond each file's own header."""
+
+    directories: dict[str, str]  # directory -> expression of its LICENSE/COPYING
+    package_wide: list[tuple[str, str]]  # (expression, the file that says it)
+    dep5: Copyright | None  # the maintainer's debian/copyright
+
+
+def _declarations(
+    root: Path, files: list[str], checked: dict[str, tuple[str | None, str]]
+) -> _Declared:
+    declared = _Declared({}, [], _dep5(root / "debian" / "copyright"))
     for rel in files:
         name, directory = os.path.basename(rel), os.path.dirname(rel)
         if _DECLARATION.match(name):
             # A licence file is read as a whole: a known text (an EULA that quotes
             # third-party notices) beats licensecheck's reading of the notices in it.
             expr = _fingerprint(root / rel) or checked.get(rel, (None, ""))[0]
-            if expr and directory not in declarations:
-                declarations[directory] = expr
+            if expr and directory not in declared.directories:
+                declared.directories[directory] = expr
+        expr = None
         if name == "METADATA" and directory.endswith(".dist-info"):
             expr = _metadata_license(root / rel)
-            if expr:
-                package_wide.append((expr, rel))
-        if name == "copyright" and re.fullmatch(r"usr/share/doc/[^/]+", directory):
+        elif name == "copyright" and re.fullmatch(r"usr/share/doc/[^/]+", directory):
             dep5 = _dep5(root / rel)
             expr = _dep5_license(dep5, "*") if dep5 else None
-            if expr:
-                package_wide.append((expr, rel))
-    findings = []
-    for rel in files:
-        expr, holder = checked.get(rel, (None, ""))
-        source = "licensecheck"
-        if _DECLARATION.match(os.path.basename(rel)) and (text := _fingerprint(root / rel)):
-            expr, source = text, "fingerprint"
-        if expr is None and (expr := _fingerprint(root / rel)):
-            source = "fingerprint"
-        if expr is None and source_dep5 is not None and (expr := _dep5_license(source_dep5, rel)):
-            source = "debian-copyright"
-        if expr is None:
-            directory = os.path.dirname(rel)
-            while True:
-                if directory in declarations:
-                    expr, source = declarations[directory], "license-file"
-                    break
-                if not directory:
-                    break
-                directory = os.path.dirname(directory)
-        if expr is None and package_wide:
-            expr, source = package_wide[0][0], "package"
-        cls, reason = classify(expr)
-        findings.append(Finding(rel, expr, cls, source if expr else "none", holder, reason))
-    return findings
+        if expr:
+            declared.package_wide.append((expr, rel))
+    return declared
+
+
+def _resolve(root: Path, rel: str, expr: str | None, declared: _Declared) -> tuple[str | None, str]:
+    """A file's licence and who says so, in order of trust: a known licence text, the
+    file's own header, the maintainer's DEP-5, the nearest licence file above it, and last
+    what the package as a whole declares."""
+    if _DECLARATION.match(os.path.basename(rel)) and (text := _fingerprint(root / rel)):
+        return text, "fingerprint"
+    if expr is not None:
+        return expr, "licensecheck"
+    if expr := _fingerprint(root / rel):
+        return expr, "fingerprint"
+    if declared.dep5 is not None and (expr := _dep5_license(declared.dep5, rel)):
+        return expr, "debian-copyright"
+    directory = os.path.dirname(rel)
+    while True:
+        if directory in declared.directories:
+            return declared.directories[directory], "license-file"
+        if not directory:
+            break
+        directory = os.path.dirname(directory)
+    if declared.package_wide:
+        return declared.package_wide[0][0], "package"
+    return None, "licensecheck"

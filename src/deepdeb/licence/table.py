@@ -17,6 +17,8 @@ SEVERITY = ("free", "non-free", "unknown", "not-redistributable")
 
 @dataclass(frozen=True)
 class Fingerprint:
+    """How the table recognises a licence text that licensecheck does not name."""
+
     scope: str  # "license" (licence-like files) or "header" (top of any file)
     pattern: re.Pattern[str]
     requires: re.Pattern[str] | None
@@ -25,6 +27,9 @@ class Fingerprint:
 
 @dataclass(frozen=True)
 class LicenseTable:
+    """``data/licenses.toml``, parsed: each licence's class, the names that map to SPDX ids,
+    and the fingerprints."""
+
     classes: dict[str, tuple[str, str]]  # SPDX id -> (class, reason)
     debian: dict[str, str]  # Debian short name -> SPDX id
     aliases: dict[str, str]  # lower-case name on model and dataset cards -> SPDX id
@@ -33,6 +38,7 @@ class LicenseTable:
 
 @functools.cache
 def table() -> LicenseTable:
+    """The licence table, read and compiled once per process."""
     data = data_toml("licenses.toml")
     return LicenseTable(
         classes={k: (v["class"], v["reason"]) for k, v in data["license"].items()},

@@ -65,6 +65,9 @@ def control_dependencies(tree: Path) -> list[list[str]]:
 
 @dataclass
 class Verdict:
+    """The audit's decision: the archive area and whether the result may be redistributed,
+    each with the reasons a maintainer needs to check it."""
+
     area: str
     redistributable: bool
     area_reasons: list[str]
@@ -89,6 +92,80 @@ class Verdict:
         }
 
 
+def _by_class(files: list[Finding], ml: list[MlVerdict]) -> dict[str, list[str]]:
+    """What falls in each licence class: file paths, and "model NAME" / "dataset NAME"."""
+    by_class: dict[str, list[str]] = {c: [] for c in SEVERITY}
+    for f in files:
+        by_class[f.classification].append(f.path)
+    if not files and not ml:  # nothing says what the licence is: never silently free
+        by_class["unknown"].append("(no files at all)")
+    for m in ml:
+        by_class[m.classification].append(f"{m.kind} {m.name}")
+    return by_class
+
+
+def _redistribution(
+    by_class: dict[str, list[str]],
+    files: list[Finding],
+    ml: list[MlVerdict],
+    archive_area: str | None,
+) -> tuple[list[str], str]:
+    """Why the result may not be redistributed (empty: it may), and the note that stands
+    instead when only the archive's review vouches for licences deepdeb cannot classify."""
+    reasons: list[str] = []
+    if by_class["not-redistributable"]:
+        why = {f.reason for f in files if f.classification == "not-redistributable"}
+        why |= {"; ".join(m.missing) for m in ml if m.classification == "not-redistributable"}
+        reasons.append(
+            "may not be redistributed: "
+            f"{_listing(by_class['not-redistributable'])} ({'; '.join(sorted(why))})"
+        )
+    if by_class["unknown"] and archive_area is not None and not by_class["not-redistributable"]:
+        note = (
+            f"deepdeb cannot classify {_listing(by_class['unknown'])}; the Debian archive "
+            f"carries this source in {archive_area}, as reviewed by its ftp team"
+        )
+        return reasons, note
+    if by_class["unknown"]:
+        reasons.append(f"licence unknown, needs human review: {_listing(by_class['unknown'])}")
+    return reasons, ""
+
+
+def _area(
+    redistributable: bool,
+    by_class: dict[str, list[str]],
+    files: list[Finding],
+    ml: list[MlVerdict],
+) -> tuple[str, list[str]]:
+    """The archive area the licences alone allow (Debian Policy 2.2), with the reason."""
+    if not redistributable:
+        why = "local-only: the .deb may be built from the recipe on the user's machine but never"
+        return "local-only", [why + " published"]
+    if not by_class["non-free"]:
+        return "main", []
+    because = sorted(
+        {f.reason for f in files if f.classification == "non-free"}
+        | {f"{m.name} is {m.category}: " + "; ".join(m.missing) for m in ml
+           if m.classification == "non-free"}
+    )  # fmt: skip
+    return "non-free", [f"not DFSG-free: {_listing(by_class['non-free'])} ({'; '.join(because)})"]
+
+
+def _area_of_dependencies(
+    dependencies: list[list[str]], areas: dict[str, str | None]
+) -> tuple[str, str]:
+    """main, or contrib when a free package needs something outside main (Policy 2.2.1):
+    each dependency is met by its best alternative."""
+    outside = []
+    for alts in dependencies:
+        best = min((AREA_ORDER.index(areas[n] or "local-only") for n in alts), default=0)
+        if best > 0:
+            outside.append(" | ".join(f"{n} ({areas[n] or 'not in the archive'})" for n in alts))
+    if outside:
+        return "contrib", f"free, but needs packages outside main: {_listing(outside)}"
+    return "main", "all free, and everything it needs is in main"
+
+
 def _listing(paths: list[str], limit: int = 5) -> str:
     more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
     return ", ".join(paths[:limit]) + more
@@ -108,58 +185,15 @@ def decide(
     they are listed, and the archive's decision stands.
     """
     ml = ml or []
-    by_class: dict[str, list[str]] = {c: [] for c in SEVERITY}
-    for f in files:
-        by_class[f.classification].append(f.path)
-    if not files and not ml:  # nothing says what the licence is: never silently free
-        by_class["unknown"].append("(no files at all)")
-    for m in ml:
-        by_class[m.classification].append(f"{m.kind} {m.name}")
-    area_reasons: list[str] = []
-    redis_reasons: list[str] = []
-    if by_class["not-redistributable"]:
-        area = "local-only"
-        why = {f.reason for f in files if f.classification == "not-redistributable"}
-        why |= {"; ".join(m.missing) for m in ml if m.classification == "not-redistributable"}
-        redis_reasons.append(
-            "may not be redistributed: "
-            f"{_listing(by_class['not-redistributable'])} ({'; '.join(sorted(why))})"
-        )
-    unknown_note = ""
-    if by_class["unknown"] and archive_area is not None and not by_class["not-redistributable"]:
-        unknown_note = (
-            f"deepdeb cannot classify {_listing(by_class['unknown'])}; the Debian archive "
-            f"carries this source in {archive_area}, as reviewed by its ftp team"
-        )
-    elif by_class["unknown"]:
-        area = "local-only"
-        redis_reasons.append(
-            f"licence unknown, needs human review: {_listing(by_class['unknown'])}"
-        )
+    by_class = _by_class(files, ml)
+    redis_reasons, unknown_note = _redistribution(by_class, files, ml, archive_area)
     redistributable = not redis_reasons
-    if not redistributable:
-        area_reasons.append(
-            "local-only: the .deb may be built from the recipe on the user's "
-            "machine but never published"
-        )
-    elif by_class["non-free"]:
-        area = "non-free"
-        because = sorted(
-            {f.reason for f in files if f.classification == "non-free"}
-            | {
-                f"{m.name} is {m.category}: " + "; ".join(m.missing)
-                for m in ml
-                if m.classification == "non-free"
-            }
-        )
-        area_reasons.append(
-            f"not DFSG-free: {_listing(by_class['non-free'])} ({'; '.join(because)})"
-        )
-        redis_reasons.append("non-free but redistributable")
-    else:
-        area = "main"
+    area, area_reasons = _area(redistributable, by_class, files, ml)
+    if redistributable:
         redis_reasons.append(
-            "every licence deepdeb knows is DFSG-free, the rest is accepted by the archive"
+            "non-free but redistributable"
+            if area == "non-free"
+            else "every licence deepdeb knows is DFSG-free, the rest is accepted by the archive"
             if unknown_note
             else "every licence is DFSG-free"
         )
@@ -169,16 +203,8 @@ def decide(
             area = archive_area or area
     deps = package_areas(n for alts in dependencies or [] for n in alts)
     if redistributable and area == "main":
-        outside = []
-        for alts in dependencies or []:
-            best = min((AREA_ORDER.index(deps[n] or "local-only") for n in alts), default=0)
-            if best > 0:
-                outside.append(" | ".join(f"{n} ({deps[n] or 'not in the archive'})" for n in alts))
-        if outside:
-            area = "contrib"
-            area_reasons.append(f"free, but needs packages outside main: {_listing(outside)}")
-        else:
-            area_reasons.append("all free, and everything it needs is in main")
+        area, why = _area_of_dependencies(dependencies or [], deps)
+        area_reasons.append(why)
     return Verdict(
         area,
         redistributable,

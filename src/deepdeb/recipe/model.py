@@ -55,6 +55,8 @@ class Source:
 
 @dataclass(frozen=True)
 class Isa:
+    """[isa]: the levels to rebuild at, the compiler tuning, and the speedup a level needs."""
+
     levels: tuple[str, ...]  # optional levels to try, ascending; the baseline is implied
     min_speedup: float = 1.05
     profile: str = ""
@@ -66,6 +68,8 @@ class Isa:
 
 @dataclass(frozen=True)
 class Benchmark:
+    """[benchmark]: the command timed at every level to decide which levels are kept."""
+
     command: str
     repeat: int = 5
     warmup: int = 1

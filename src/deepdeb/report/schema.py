@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from deepdeb import __version__
+from deepdeb.cpu.levels import HostCpu
 from deepdeb.debian.debpkg import AssembledPackage
 from deepdeb.errors import ReportError
 from deepdeb.licence.verdict import Verdict
+from deepdeb.recipe.model import Benchmark, Isa
 
 # How the installed loader reaches a library (see :mod:`deepdeb.isa.reach`).
 HWCAPS = "glibc-hwcaps"
@@ -118,6 +120,9 @@ class LevelResult:
 
 @dataclass(frozen=True)
 class LoaderCheck:
+    """One verify-stage check: the file the loader picked for a soname with the CPU masked
+    down to one level, and whether it was the expected one."""
+
     library: str  # soname
     level: str  # the level the CPU was masked down to
     method: str  # "tunables" or "ld.so-mask"
@@ -128,11 +133,14 @@ class LoaderCheck:
 
 
 def checks_to_json(checks: list[LoaderCheck]) -> list[dict[str, object]]:
+    """Loader checks as report.json lists them, one object of their fields each."""
     return [asdict(c) for c in checks]
 
 
 @dataclass(frozen=True)
 class LintianResult:
+    """lintian's tags on the built packages (``ran`` is false where lintian is not installed)."""
+
     ran: bool
     errors: list[str]
     warnings: list[str]
@@ -140,14 +148,16 @@ class LintianResult:
 
 @dataclass
 class BuildReport:
+    """What ``deepdeb build`` found and decided for one recipe, written out as report.json."""
+
     recipe: Path
     source_name: str
     source_version: str
     source_origin: str
-    host: dict[str, Any]
+    host: HostCpu
     layout: str
-    isa: dict[str, Any]
-    benchmark: dict[str, Any] | None
+    isa: Isa  # the levels tried and the decision rule; recipe.model.STOCK for a stock build
+    benchmark: Benchmark | None  # None: a stock build, nothing measured
     levels: list[LevelResult]
     build: dict[str, dict[str, Any]] = field(default_factory=dict)  # level -> flags, seconds
     packages: list[AssembledPackage] = field(default_factory=list)
@@ -159,7 +169,7 @@ class BuildReport:
     licence: Verdict | None = None
     work_dir: Path | None = None  # set when the scratch directory was kept (--keep-work)
     backend: str = "host"  # "host" (the host's packages) or "cleanroom" (a fresh chroot)
-    chroot: dict[str, Any] | None = None  # the clean room's tarball, digest and timings
+    chroot: dict[str, object] | None = None  # the clean room's tarball, digest and timings
     buildinfo: Path | None = None
     libraries: list[Reach] = field(default_factory=list)  # how the loader reaches each one
 
@@ -178,13 +188,13 @@ class BuildReport:
                 if self.source_origin.startswith("/")
                 else self.source_origin,
             },
-            "host": self.host,
+            "host": asdict(self.host),
             "backend": self.backend,
             "chroot": self.chroot,
             "buildinfo": None if self.buildinfo is None else self.buildinfo.name,
             "layout": self.layout,
-            "isa": self.isa,
-            "benchmark": self.benchmark,
+            "isa": asdict(self.isa),
+            "benchmark": None if self.benchmark is None else asdict(self.benchmark),
             "levels": [
                 {
                     "level": r.level,
@@ -231,6 +241,139 @@ def display_path(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+# --- wheel builds -----------------------------------------------------------------------------
+
+
+@dataclass
+class SanityResult:
+    """The Fashion-MNIST training run in a clean root with the built packages installed."""
+
+    accuracy: float
+    min_accuracy: float
+    train_seconds: float
+    cpu_capability: str
+    torch: str
+    epochs_completed: int
+    steps: int
+    threads: int
+    passed: bool
+    install_seconds: float
+    test_seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RequirementRow:
+    """One Requires-Dist of a wheel: what bookworm has for it and what the recipe chose."""
+
+    requirement: str
+    package: str  # the Debian package that would satisfy it
+    archive_versions: list[str]
+    satisfiable: bool
+    choice: str | None  # depend, bundle, package, or None (the archive satisfies it)
+    depends: str | None  # the Debian relation written, if any
+    dropped_specifiers: list[str]
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class WheelOrigin:
+    """The wheel a package was made from: its file name, SHA-256, and path or PyPI requirement."""
+
+    file: str
+    sha256: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class WheelPackageEntry:
+    """One python3-* package made from a wheel, with its licence and requirement decisions."""
+
+    deb: AssembledPackage
+    area: str
+    redistributable: bool
+    licence_reasons: list[str]
+    flavor: str | None  # None: a requirement packaged for the framework
+    wheel: WheelOrigin
+    depends: str
+    shlibs_depends: str
+    provides: list[str]
+    conflicts: list[str]
+    dropped: list[str]
+    bundled_sonames: list[str]
+    scripts: list[str]
+    not_byte_compiled: list[str]
+    requirements: list[RequirementRow]
+    build_seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = dict(self.deb.to_json())
+        data.update(
+            {
+                "area": self.area,
+                "redistributable": self.redistributable,
+                "licence_reasons": self.licence_reasons,
+                "flavor": self.flavor,
+                "wheel": asdict(self.wheel),
+                "depends": self.depends,
+                "shlibs_depends": self.shlibs_depends,
+                "provides": self.provides,
+                "conflicts": self.conflicts,
+                "dropped": self.dropped,
+                "bundled_sonames": self.bundled_sonames,
+                "scripts": self.scripts,
+                "not_byte_compiled": self.not_byte_compiled,
+                "requirements": [r.to_json() for r in self.requirements],
+                "build_seconds": self.build_seconds,
+            }
+        )
+        return data
+
+
+@dataclass
+class WheelReport:
+    """report.json of a wheel recipe's build."""
+
+    recipe: Path
+    flavors: list[str]
+    seconds: float
+    packages: list[WheelPackageEntry]
+    sanity: dict[str, SanityResult] | None = None  # per flavour, when the recipe asks
+
+    @property
+    def unsatisfied(self) -> list[RequirementRow]:
+        """Requirements bookworm does not satisfy, and what the recipe chose for each."""
+        return [r for p in self.packages for r in p.requirements if not r.satisfiable]
+
+    def to_json(self) -> dict[str, Any]:
+        reasons = sorted(
+            {r for p in self.packages if not p.redistributable for r in p.licence_reasons}
+        )
+        data: dict[str, Any] = {
+            "recipe": str(self.recipe),
+            "kind": "wheel",
+            "flavors": self.flavors,
+            "seconds": round(self.seconds, 1),
+            "packages": [p.to_json() for p in self.packages],
+            "licence": {"redistributable_reasons": reasons},
+            "unsatisfied_in_bookworm": [
+                {"requirement": r.requirement, "archive_versions": r.archive_versions,
+                 "choice": r.choice}
+                for r in self.unsatisfied
+            ],
+        }  # fmt: skip
+        if self.sanity is not None:
+            data["sanity"] = {flavor: r.to_json() for flavor, r in self.sanity.items()}
+        return data
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
 
 
 # --- reading report.json back (deepdeb publish) -------------------------------------------

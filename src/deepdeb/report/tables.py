@@ -8,7 +8,7 @@ from rich.table import Table
 
 from deepdeb.inventory.scan import Inventory
 from deepdeb.licence.audit import AuditResult
-from deepdeb.report.schema import BuildReport, display_path
+from deepdeb.report.schema import BuildReport, SanityResult, WheelReport, display_path
 
 
 def _size(n: int) -> str:
@@ -20,36 +20,10 @@ def _size(n: int) -> str:
 
 
 def print_report(report: BuildReport, console: Console) -> None:
-    where = "clean-room chroot" if report.backend == "cleanroom" else "host system (not clean)"
-    levels = Table(
-        title=f"{report.source_name} {report.source_version}: ISA levels, built on the {where}"
-    )
-    for col in ("level", "build", "tests", "median", "speedup", "kept", "why"):
-        levels.add_column(col, justify="right" if col in ("median", "speedup") else "left")
-    for r in report.levels:
-        build = report.build.get(r.level, {})
-        tests = "-" if not r.built else "pass" if r.tests_passed else "[red]FAIL[/red]"
-        levels.add_row(
-            r.level,
-            f"{build['build_seconds']:.0f}s" if "build_seconds" in build else "-",
-            tests,
-            f"{r.median * 1000:.1f} ms" if r.median is not None else "-",
-            f"{r.speedup:.2f}x" if r.speedup is not None else "-",
-            "[green]yes[/green]" if r.kept else "no",
-            escape(r.reason),
-        )
-    console.print(levels)
-    packages = Table(title=f"packages ({report.layout} layout)")
-    for col in ("file", "size", "installed", "glibc-hwcaps files"):
-        packages.add_column(col, justify="right" if col in ("size", "installed") else "left")
-    for p in report.packages:
-        packages.add_row(
-            p.file.name,
-            _size(p.size),
-            _size(p.installed_size * 1024),
-            "stock, unchanged" if p.stock else str(len(p.hwcaps_files)),
-        )
-    console.print(packages)
+    """What ``deepdeb build`` shows: the levels, the packages, then every caveat a
+    maintainer must see before publishing (licence, unreachable variants, network use)."""
+    console.print(_levels_table(report))
+    console.print(_packages_table(report))
     if report.licence is not None:
         lic = report.licence
         console.print(
@@ -58,15 +32,7 @@ def print_report(report: BuildReport, console: Console) -> None:
             f": {'; '.join(lic.area_reasons + lic.redistributable_reasons)}"
         )
     if len(report.shipped_levels) > 1:
-        for lib in report.libraries:
-            if lib.how == "alternative" and lib.alternative is not None:
-                console.print(
-                    f"{lib.soname} ({lib.package}): variants are slave links of the "
-                    f"{lib.alternative.group} alternative, used only while this provider is "
-                    "selected"
-                )
-            elif not lib.ships_variants:
-                console.print(f"[yellow]{lib.path}: no variant shipped: {escape(lib.why)}[/yellow]")
+        _print_libraries(report, console)
     ok = sum(c.ok for c in report.loader_checks)
     console.print(
         f"loader checks on the installed system: {ok}/{len(report.loader_checks)} picked "
@@ -85,7 +51,57 @@ def print_report(report: BuildReport, console: Console) -> None:
         )
 
 
+def _levels_table(report: BuildReport) -> Table:
+    where = "clean-room chroot" if report.backend == "cleanroom" else "host system (not clean)"
+    levels = Table(
+        title=f"{report.source_name} {report.source_version}: ISA levels, built on the {where}"
+    )
+    for col in ("level", "build", "tests", "median", "speedup", "kept", "why"):
+        levels.add_column(col, justify="right" if col in ("median", "speedup") else "left")
+    for r in report.levels:
+        build = report.build.get(r.level, {})
+        tests = "-" if not r.built else "pass" if r.tests_passed else "[red]FAIL[/red]"
+        levels.add_row(
+            r.level,
+            f"{build['build_seconds']:.0f}s" if "build_seconds" in build else "-",
+            tests,
+            f"{r.median * 1000:.1f} ms" if r.median is not None else "-",
+            f"{r.speedup:.2f}x" if r.speedup is not None else "-",
+            "[green]yes[/green]" if r.kept else "no",
+            escape(r.reason),
+        )
+    return levels
+
+
+def _packages_table(report: BuildReport) -> Table:
+    packages = Table(title=f"packages ({report.layout} layout)")
+    for col in ("file", "size", "installed", "glibc-hwcaps files"):
+        packages.add_column(col, justify="right" if col in ("size", "installed") else "left")
+    for p in report.packages:
+        packages.add_row(
+            p.file.name,
+            _size(p.size),
+            _size(p.installed_size * 1024),
+            "stock, unchanged" if p.stock else str(len(p.hwcaps_files)),
+        )
+    return packages
+
+
+def _print_libraries(report: BuildReport, console: Console) -> None:
+    """Libraries whose variants are not plain copies: alternatives, and unreachable ones."""
+    for lib in report.libraries:
+        if lib.how == "alternative" and lib.alternative is not None:
+            console.print(
+                f"{lib.soname} ({lib.package}): variants are slave links of the "
+                f"{lib.alternative.group} alternative, used only while this provider is "
+                "selected"
+            )
+        elif not lib.ships_variants:
+            console.print(f"[yellow]{lib.path}: no variant shipped: {escape(lib.why)}[/yellow]")
+
+
 def print_inventory(result: Inventory, console: Console) -> None:
+    """Every declared download, pinned or not, and the Debian package that has it."""
     table = Table(title=f"external inputs declared under {display_path(result.root)}")
     for col in ("kind", "name", "version", "pinned", "declared at", "Debian", "url"):
         table.add_column(col, overflow="fold")
@@ -115,6 +131,7 @@ def print_inventory(result: Inventory, console: Console) -> None:
 
 
 def print_audit(result: AuditResult, console: Console) -> None:
+    """The verdict first, then the licences found, grouped, with an example file each."""
     v = result.verdict
     table = Table(title=f"licences in {result.target}")
     for col in ("licence (SPDX)", "class", "files", "example"):
@@ -135,3 +152,40 @@ def print_audit(result: AuditResult, console: Console) -> None:
     console.print(f"redistributable: [bold]{'yes' if v.redistributable else 'no'}[/bold]")
     for reason in v.redistributable_reasons:
         console.print(f"  {reason}")
+
+
+def print_wheel_report(report: WheelReport, out: Console) -> None:
+    """The python3-* packages made, their areas, and the requirements bookworm lacks."""
+    table = Table(title="python packages from wheels")
+    for col in ("package", "version", "size", "installed", "area", "depends (system)"):
+        table.add_column(col, justify="right" if col in ("size", "installed") else "left")
+    for p in report.packages:
+        table.add_row(
+            p.deb.package,
+            p.deb.version,
+            f"{p.deb.size / 2**20:.1f} MiB",
+            f"{p.deb.installed_size / 1024:.0f} MiB",
+            p.area + ("" if p.redistributable else " (local only)"),
+            p.shlibs_depends or "-",
+        )
+    out.print(table)
+    for row in report.unsatisfied:
+        have = ", ".join(row.archive_versions) or "nothing"
+        out.print(f"not in bookworm: {row.requirement} (archive: {have}) -> {row.choice}")
+
+
+def print_sanity(result: SanityResult, out: Console, flavor: str = "") -> None:
+    """The training run's accuracy against the bar, and what the framework dispatched to."""
+    title = f"sanity test of the {flavor} flavour" if flavor else "sanity test"
+    table = Table(title=f"{title} (clean root, Fashion-MNIST)")
+    for col in ("accuracy", "required", "training", "epochs", "CPU capability", "torch"):
+        table.add_column(col)
+    table.add_row(
+        f"{result.accuracy:.4f}",
+        f"{result.min_accuracy:.2f}",
+        f"{result.train_seconds:.0f} s on {result.threads} threads",
+        str(result.epochs_completed),
+        result.cpu_capability,
+        result.torch,
+    )
+    out.print(table)

@@ -29,6 +29,8 @@ from deepdeb.errors import WheelError
 
 @dataclass(frozen=True)
 class Wheel:
+    """A wheel whose structure and RECORD were checked, with the metadata deepdeb uses."""
+
     path: Path
     name: str  # canonical (PEP 503) name
     version: str  # as the wheel says (PEP 440)
@@ -147,6 +149,33 @@ def entry_points_of(text: str, wheel: str) -> dict[str, dict[str, str]]:
     return groups
 
 
+def _check_members(zf: zipfile.ZipFile, wheel: str) -> None:
+    """No member may land outside the install root or be a link to anywhere."""
+    for info in zf.infolist():
+        if not safe_member(info.filename):
+            raise WheelError(f"{wheel}: path escapes the wheel's root: {info.filename!r}")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise WheelError(f"{wheel}: symbolic link in the wheel: {info.filename!r}")
+
+
+def _dist_info(names: list[str], wheel: str) -> str:
+    """The one ``.dist-info`` directory (PEP 427): two would make the metadata ambiguous."""
+    found = {n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")}
+    if len(found) != 1:
+        raise WheelError(f"{wheel}: expected one .dist-info directory, found {len(found)}")
+    return found.pop()
+
+
+def _check_record(names: list[str], record: dict[str, str | None], wheel: str) -> None:
+    """RECORD and the archive list the same files: an unlisted file could not be verified."""
+    unlisted = [n for n in names if n not in record]
+    if unlisted:
+        raise WheelError(f"{wheel}: files not in RECORD: {', '.join(unlisted[:5])}")
+    missing = [n for n in record if n not in names]
+    if missing:
+        raise WheelError(f"{wheel}: RECORD lists missing files: {', '.join(missing[:5])}")
+
+
 def open_wheel(path: Path) -> Wheel:
     """Read a wheel's metadata, refusing one whose structure is unsafe or incomplete.
 
@@ -160,28 +189,12 @@ def open_wheel(path: Path) -> Wheel:
         raise WheelError(f"{path}: not a wheel (zip) file: {e}") from None
     with zf:
         names = [i.filename for i in zf.infolist() if not i.is_dir()]
-        for info in zf.infolist():
-            if not safe_member(info.filename):
-                raise WheelError(f"{path.name}: path escapes the wheel's root: {info.filename!r}")
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise WheelError(f"{path.name}: symbolic link in the wheel: {info.filename!r}")
-        dist_infos = {
-            n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")
-        }
-        if len(dist_infos) != 1:
-            raise WheelError(
-                f"{path.name}: expected one .dist-info directory, found {len(dist_infos)}"
-            )
-        dist_info = dist_infos.pop()
+        _check_members(zf, path.name)
+        dist_info = _dist_info(names, path.name)
         if f"{dist_info}/RECORD" not in names:
             raise WheelError(f"{path.name}: no {dist_info}/RECORD: its files cannot be verified")
         record = read_record(_text(zf, f"{dist_info}/RECORD", path.name))
-        unlisted = [n for n in names if n not in record]
-        if unlisted:
-            raise WheelError(f"{path.name}: files not in RECORD: {', '.join(unlisted[:5])}")
-        missing = [n for n in record if n not in names]
-        if missing:
-            raise WheelError(f"{path.name}: RECORD lists missing files: {', '.join(missing[:5])}")
+        _check_record(names, record, path.name)
         metadata = HeaderParser().parsestr(_text(zf, f"{dist_info}/METADATA", path.name))
         wheel_meta = HeaderParser().parsestr(_text(zf, f"{dist_info}/WHEEL", path.name))
         check_size(zf.infolist(), path.stat().st_size, path.name)

@@ -25,6 +25,8 @@ from deepdeb.util import cache_root, sha256_file
 
 @dataclass
 class Fetched:
+    """A wheel on disk, its SHA-256, and where it came from (its path or ``pypi:<what>``)."""
+
     path: Path
     sha256: str
     origin: str
@@ -75,6 +77,7 @@ def _cached_pin(what: str, cache: Path) -> Fetched | None:
 
 
 def fetch_source(flavor: Flavor) -> Fetched:
+    """A flavour's wheel: the recipe's own file, or the one pip downloads from PyPI."""
     if flavor.source.wheel is not None:
         return fetch_wheel(f"flavour {flavor.name}", path=flavor.source.wheel)
     assert flavor.source.pypi is not None

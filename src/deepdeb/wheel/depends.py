@@ -61,6 +61,8 @@ def debian_version(pep440: str) -> str:
 
 
 def debian_name(requirement: str) -> str:
+    """The Debian package for a PyPI name: ``python3-<name>`` (PEP 503 normalised) unless
+    ``data/debian-names.toml`` says otherwise."""
     name = canonicalize_name(requirement)
     return debian_names().get(name, f"python3-{name}")
 

@@ -65,6 +65,8 @@ class PackageSpec:
 
 @dataclass
 class WheelPackage:
+    """A .deb built from a wheel, with what was dropped, bundled or left uncompiled in it."""
+
     deb: AssembledPackage
     dropped: list[str] = field(default_factory=list)
     bundled_sonames: list[str] = field(default_factory=list)

@@ -15,14 +15,12 @@ the requirement's wheel as its own python3-* package, and depend on it with the 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
@@ -30,6 +28,13 @@ from deepdeb.errors import UnsatisfiedRequirements
 from deepdeb.licence.audit import audit_wheel
 from deepdeb.licence.verdict import Verdict
 from deepdeb.recipe.model import Flavor, WheelRecipe
+from deepdeb.report.schema import (
+    RequirementRow,
+    SanityResult,
+    WheelOrigin,
+    WheelPackageEntry,
+    WheelReport,
+)
 from deepdeb.sources.wheelfile import Wheel, open_wheel
 from deepdeb.sources.wheels import Fetched, fetch_source, fetch_wheel
 from deepdeb.util import atomic_write_text
@@ -46,7 +51,7 @@ class Planned:
     fetched: Fetched
     spec: PackageSpec
     flavor: str | None
-    requirements: list[dict[str, Any]] = field(default_factory=list)
+    requirements: list[RequirementRow] = field(default_factory=list)
     area: str = "main"
     redistributable: bool = True
     reasons: list[str] = field(default_factory=list)
@@ -58,6 +63,7 @@ def base_name(wheel: Wheel, flavor: Flavor) -> str:
 
 
 def package_name(wheel: Wheel, flavor: Flavor) -> str:
+    """A flavour's package: the base name for cpu, ``<base>-<flavour>`` for the others."""
     base = base_name(wheel, flavor)
     return base if flavor.name == "cpu" else f"{base}-{flavor.name}"
 
@@ -69,16 +75,16 @@ def _audit(fetched: Fetched, depends: list[str], work: Path) -> Verdict:
     return audit_wheel(fetched.path, work / "audit" / fetched.sha256[:16], alternatives)
 
 
-def _requirement_row(d: Dependency, choice: str | None, relation: str | None) -> dict[str, Any]:
-    return {
-        "requirement": d.requirement,
-        "package": d.package,
-        "archive_versions": d.archive_versions,
-        "satisfiable": d.satisfiable,
-        "choice": choice,
-        "depends": relation,
-        "dropped_specifiers": d.dropped_specifiers,
-    }
+def _requirement_row(d: Dependency, choice: str | None, relation: str | None) -> RequirementRow:
+    return RequirementRow(
+        requirement=d.requirement,
+        package=d.package,
+        archive_versions=d.archive_versions,
+        satisfiable=d.satisfiable,
+        choice=choice,
+        depends=relation,
+        dropped_specifiers=d.dropped_specifiers,
+    )
 
 
 def plan(recipe: WheelRecipe) -> list[Planned]:
@@ -168,13 +174,13 @@ def _plan_requirement(d: Dependency, flavor: Flavor) -> Planned:
 
 def _sanity(
     recipe: WheelRecipe, built: list[tuple[Planned, WheelPackage]], work: Path, console: Console
-) -> dict[str, Any]:
+) -> dict[str, SanityResult]:
     """The sanity test once per flavour (flavours conflict: each gets its own clean root,
     with the requirement packages built alongside)."""
     assert recipe.sanity is not None
     s = recipe.sanity
     shared = [r.deb.file for p, r in built if p.flavor is None]
-    results: dict[str, Any] = {}
+    results: dict[str, SanityResult] = {}
     for p, r in built:
         if p.flavor is None:
             continue
@@ -184,7 +190,7 @@ def _sanity(
                 [r.deb.file, *shared], work / "sanity" / p.flavor, s.dataset, s.seconds,
                 s.min_accuracy,
             )  # fmt: skip
-        results[p.flavor] = sane.to_json()
+        results[p.flavor] = sane
     return results
 
 
@@ -205,7 +211,7 @@ def _follow_packaged_areas(plans: list[Planned]) -> None:
             p.reasons.append(f"contrib: depends on {', '.join(outside)}, which is not in main")
 
 
-def run_wheel_build(recipe: WheelRecipe, out: Path, console: Console) -> dict[str, Any]:
+def run_wheel_build(recipe: WheelRecipe, out: Path, console: Console) -> WheelReport:
     """Plan, audit and build every package; results move into ``out`` only when all built."""
     start = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
@@ -226,10 +232,10 @@ def run_wheel_build(recipe: WheelRecipe, out: Path, console: Console) -> dict[st
             console.print(f"built {built[-1][1].deb.file.name} in {built[-1][1].seconds:.0f} s")
         report = _report(recipe, built, time.monotonic() - start)
         if recipe.sanity is not None:
-            report["sanity"] = _sanity(recipe, built, work, console)
+            report.sanity = _sanity(recipe, built, work, console)
         for _, result in built:
             os.replace(result.deb.file, out / result.deb.file.name)
-        atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+        atomic_write_text(out / "report.json", report.dumps())
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -238,20 +244,15 @@ def run_wheel_build(recipe: WheelRecipe, out: Path, console: Console) -> dict[st
 
 def _report(
     recipe: WheelRecipe, built: list[tuple[Planned, WheelPackage]], seconds: float
-) -> dict[str, Any]:
-    packages = []
-    for p, result in built:
-        entry = result.deb.to_json()
-        entry.update(
+) -> WheelReport:
+    packages = [
+        WheelPackageEntry(
+            deb=result.deb,
             area=p.area,
             redistributable=p.redistributable,
             licence_reasons=p.reasons,
             flavor=p.flavor,
-            wheel={
-                "file": p.fetched.path.name,
-                "sha256": p.fetched.sha256,
-                "origin": p.fetched.origin,
-            },
+            wheel=WheelOrigin(p.fetched.path.name, p.fetched.sha256, p.fetched.origin),
             depends=", ".join(p.spec.depends),
             shlibs_depends=result.shlibs_depends,
             provides=list(p.spec.provides),
@@ -263,19 +264,6 @@ def _report(
             requirements=p.requirements,
             build_seconds=round(result.seconds, 1),
         )
-        packages.append(entry)
-    reasons = sorted({r for p, _ in built if not p.redistributable for r in p.reasons})
-    return {
-        "recipe": str(recipe.path),
-        "kind": "wheel",
-        "flavors": [f.name for f in recipe.flavors],
-        "seconds": round(seconds, 1),
-        "packages": packages,
-        "licence": {"redistributable_reasons": reasons},
-        "unsatisfied_in_bookworm": [
-            {k: r[k] for k in ("requirement", "archive_versions", "choice")}
-            for p, _ in built
-            for r in p.requirements
-            if not r["satisfiable"]
-        ],
-    }
+        for p, result in built
+    ]
+    return WheelReport(recipe.path, [f.name for f in recipe.flavors], seconds, packages)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
 from deepdeb.errors import SanityError
 from deepdeb.hermetic import cleanroom, sandbox
+from deepdeb.report.schema import SanityResult
 
 DATASET_PACKAGE = {"fashion-mnist": "dataset-fashion-mnist"}
 
@@ -29,24 +29,6 @@ Restrictions: allow-stderr
 # The test itself lives in data/sanity/<dataset>-train.py, a plain script: PyTorch only, the
 # IDX files read by hand (no torchvision in Debian's dependency set), a fixed seed, a
 # wall-clock budget for training. deepdeb fills in its @NAME@ defaults.
-
-
-@dataclass
-class SanityResult:
-    accuracy: float
-    min_accuracy: float
-    train_seconds: float
-    cpu_capability: str
-    torch: str
-    epochs_completed: int
-    steps: int
-    threads: int
-    passed: bool
-    install_seconds: float
-    test_seconds: float
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def write_test(dest: Path, dataset: str, seconds: float, min_accuracy: float) -> Path:

@@ -15,11 +15,14 @@ RESULT = os.environ.get("SANITY_RESULT")
 
 
 def fail(message):
+    """End the DEP-8 test as failed, with its reason on stderr."""
     print("sanity: " + message, file=sys.stderr)
     sys.exit(2)
 
 
 def idx(name, magic):
+    """(shape, bytes) of a gzipped IDX file of the dataset, checked against its magic number
+    and its header's size: a truncated or wrong file fails here, before torch is loaded."""
     path = os.path.join(DATA, name)
     try:
         with gzip.open(path, "rb") as f:
