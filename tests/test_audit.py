@@ -19,7 +19,7 @@ from deepdeb.errors import AuditError
 from deepdeb.licence.audit import audit_target
 from deepdeb.licence.dep5 import copyright_file
 from deepdeb.licence.mlpolicy import ml_verdict
-from deepdeb.licence.scan import Finding
+from deepdeb.licence.scan import Finding, is_licence_file, licence_role
 from deepdeb.licence.table import classify, normalise
 from deepdeb.licence.verdict import decide
 
@@ -47,6 +47,26 @@ def test_normalise_debian_and_licensecheck_names() -> None:
     assert normalise("MIT and/or GPL-2.0-or-later") == "MIT OR GPL-2.0-or-later"
     assert normalise("BSD-3-clause and Apache-2.0") == "BSD-3-Clause AND Apache-2.0"
     assert normalise("UNKNOWN") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [
+        ("LICENSE", "declaration"),
+        ("src/COPYING.LIB", "declaration"),
+        ("third_party/blob/LICENSES.txt", "declaration"),
+        ("torch-2.1.dist-info/licenses/vendored-zlib.txt", "declaration"),
+        ("NOTICE", "notice"),
+        ("README.md", "document"),
+        ("model_card.md", "document"),
+        ("licensing.c", None),
+        ("src/license_check.py", None),
+        ("docs/readme_helpers/x.c", None),
+    ],
+)
+def test_one_rule_says_what_a_file_is_by_its_name(path: str, role: str | None) -> None:
+    assert licence_role(path) == role
+    assert is_licence_file(path) == (role in ("declaration", "notice"))
 
 
 def test_classify_expressions() -> None:

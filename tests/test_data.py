@@ -67,7 +67,7 @@ def test_licence_table_schema() -> None:
 
 def test_debian_names_are_canonical_exceptions_bookworm_has() -> None:
     names = debian_names()
-    assert names and set(data_toml("debian-names.toml")) == {"python"}
+    assert names and set(data_toml("debian-names.toml")) == {"python", "upstream"}
     for pypi, package in names.items():
         assert canonicalize_name(pypi) == pypi, f"{pypi}: not a PEP 503 name"
         assert re.fullmatch(r"python3-[a-z0-9][a-z0-9.+-]*", package), package
@@ -103,3 +103,17 @@ def test_sanity_script_is_filled_in_completely(tmp_path: Path) -> None:
     assert '"/usr/share/datasets/fashion-mnist"' in text
     assert '"12.5"' in text and '"0.75"' in text
     assert (tmp_path / "control").read_text().startswith("Tests: fashion-mnist-train\n")
+
+
+def test_upstream_names_are_hosts_and_bazel_prefixes() -> None:
+    upstream = data_toml("debian-names.toml")["upstream"]
+    assert set(upstream) == {"forges", "name_prefixes"}
+    for host in upstream["forges"]:
+        assert re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", host), host
+    assert len(set(upstream["forges"])) == len(upstream["forges"])
+    for prefix in upstream["name_prefixes"]:
+        assert re.fullmatch(r"[a-z]+_([a-z]+_)*", prefix), prefix
+    # Longer prefixes first: com_github_ must be tried before com_.
+    prefixes = upstream["name_prefixes"]
+    for i, longer in enumerate(prefixes):
+        assert not any(longer.startswith(p) for p in prefixes[:i]), longer

@@ -22,7 +22,8 @@ from deepdeb.cpu.levels import (
 from deepdeb.debian.debpkg import AssembledPackage, deb_filename
 from deepdeb.debian.elf import isa_needed
 from deepdeb.debian.lintian import lintian_tags
-from deepdeb.errors import LintianError, MissingBuildDepsError, VerifyError
+from deepdeb.debian.target import GCC_VERSION
+from deepdeb.errors import LintianError, MissingBuildDepsError, UsageError, VerifyError
 from deepdeb.isa.assemble import addon_control, hwcaps_path, require_glibc, rewrite_relations
 from deepdeb.isa.build import build_environment, failed_in_tests
 from deepdeb.isa.measure import decide, round_order
@@ -73,11 +74,30 @@ def test_host_level_agrees_with_loader() -> None:
 
 
 def test_compiler_flags() -> None:
-    assert compiler_flags(BASELINE, "generic", "-O3") == ""
-    assert compiler_flags("x86-64-v3", "generic", "") == "-march=x86-64-v3 -mtune=generic -mneeded"
-    assert compiler_flags("x86-64-v4", "znver4", "-O3") == (
+    gcc = GCC_VERSION
+    assert compiler_flags(BASELINE, "generic", "-O3", gcc_version=gcc) == ""
+    assert compiler_flags("x86-64-v3", "generic", "", gcc_version=gcc) == (
+        "-march=x86-64-v3 -mtune=generic -mneeded"
+    )
+    assert compiler_flags("x86-64-v4", "znver4", "-O3", gcc_version=gcc) == (
         "-march=x86-64-v4 -mtune=znver4 -mneeded -O3"
     )
+
+
+def test_compiler_flags_follow_what_the_gcc_release_understands() -> None:
+    """archspec spells a level as feature flags for a GCC that predates -march=x86-64-v3,
+    and refuses a level that GCC cannot target at all."""
+    old = compiler_flags("x86-64-v3", "generic", "", gcc_version="10.2.0").split()
+    assert old[0] == "-march=x86-64" and {"-mavx2", "-mfma", "-mbmi2"} <= set(old)
+    assert old[-2:] == ["-mtune=generic", "-mneeded"]
+    with pytest.raises(UsageError, match="x86-64-v4"):
+        compiler_flags("x86-64-v4", "generic", "", gcc_version="4.9")
+
+
+def test_target_gcc_is_the_one_installed() -> None:
+    """The flags are chosen for the release's GCC; on that release, it is the host's."""
+    proc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True)
+    assert proc.stdout.strip() == GCC_VERSION
 
 
 def test_build_environment_appends_flags_for_every_language() -> None:

@@ -53,17 +53,28 @@ def tunables_mask(level: str) -> str:
     return "glibc.cpu.hwcaps=" + ",".join("-" + f for f in off) if off else ""
 
 
-def compiler_flags(level: str, tune: str, profile: str) -> str:
+def compiler_flags(level: str, tune: str, profile: str, *, gcc_version: str) -> str:
     """Flags appended to the package's own C/C++/Fortran flags for a rebuilt level.
 
-    ``-mneeded`` makes GCC record the level as an "x86 ISA needed" ELF property. That gives
-    deepdeb a proof, readable from the binaries, that the flags reached the compiler, and it
-    makes the loader refuse the file with a clear message if it is ever copied to a CPU
-    below that level (the copies only live under glibc-hwcaps/, where that cannot happen).
+    The ``-march`` part is archspec's (``optimization_flags``): it knows which spelling
+    each GCC release understands (``-march=x86-64-v3`` from GCC 11, the list of feature
+    flags before). ``tune`` replaces archspec's ``-mtune=generic``. ``-mneeded`` makes GCC
+    record the level as an "x86 ISA needed" ELF property. That gives deepdeb a proof,
+    readable from the binaries, that the flags reached the compiler, and it makes the
+    loader refuse the file with a clear message if it is ever copied to a CPU below that
+    level (the copies only live under glibc-hwcaps/, where that cannot happen).
     """
     if level == BASELINE:
         return ""
-    parts = [f"-march={level}", f"-mtune={tune}", "-mneeded"]
+    import archspec.cpu
+
+    target = archspec.cpu.TARGETS[_ARCHSPEC_NAME[level]]
+    try:
+        march = target.optimization_flags("gcc", gcc_version).split()
+    except ValueError as e:  # archspec: this GCC cannot target the level
+        raise UsageError(f"{level}: {e}") from None
+    parts = [f for f in march if not f.startswith("-mtune=")]
+    parts += [f"-mtune={tune}", "-mneeded"]
     if profile:
         parts.append(profile)
     return " ".join(parts)

@@ -20,26 +20,11 @@ from urllib.parse import urlsplit
 from debian.deb822 import Sources
 
 from deepdeb.debian import apt
-from deepdeb.util import atomic_write_text, cache_root
+from deepdeb.util import atomic_write_text, cache_root, data_toml
 
-# Hosts that say nothing about a project by themselves.
-_FORGES = {
-    "github.com",
-    "gitlab.com",
-    "bitbucket.org",
-    "codeload.github.com",
-    "storage.googleapis.com",
-    "mirror.bazel.build",
-    "sourceforge.net",
-    "downloads.sourceforge.net",
-    "pypi.org",
-    "files.pythonhosted.org",
-    "crates.io",
-    "proxy.golang.org",
-    "registry.npmjs.org",
-    "salsa.debian.org",
-}
-_NAME_PREFIXES = ("com_github_", "com_google_", "com_googlesource_", "org_", "io_", "net_", "com_")
+_UPSTREAM = data_toml("debian-names.toml")["upstream"]
+_FORGES = frozenset(_UPSTREAM["forges"])  # hosts that say nothing about a project
+_NAME_PREFIXES = tuple(_UPSTREAM["name_prefixes"])  # Bazel's reversed-domain prefixes
 
 
 @dataclass(frozen=True)

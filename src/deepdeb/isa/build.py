@@ -26,6 +26,7 @@ from debian.deb822 import Deb822
 from deepdeb.cpu.levels import BASELINE, BuildPlan, compiler_flags
 from deepdeb.debian.debpkg import elf_files, extract
 from deepdeb.debian.elf import read_elf
+from deepdeb.debian.target import GCC_VERSION
 from deepdeb.errors import BuildError, DeepdebError, FlagsNotAppliedError, MissingBuildDepsError
 from deepdeb.hermetic import diagnose, sandbox
 from deepdeb.hermetic.cleanroom import CleanRoot
@@ -90,7 +91,7 @@ def build_environment(level: str, isa: Isa, jobs: int, base: dict[str, str]) -> 
     env["LC_ALL"] = "C.UTF-8"
     options = [o for o in env.get("DEB_BUILD_OPTIONS", "").split() if not o.startswith("parallel=")]
     env["DEB_BUILD_OPTIONS"] = " ".join([*options, f"parallel={jobs}"])
-    flags = compiler_flags(level, isa.tune, isa.profile)
+    flags = compiler_flags(level, isa.tune, isa.profile, gcc_version=GCC_VERSION)
     for var in FLAG_VARIABLES:
         env.pop(f"DEB_{var}_APPEND", None)
         if flags:

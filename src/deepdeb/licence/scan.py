@@ -21,16 +21,35 @@ from deepdeb.errors import AuditError, UnsafeFileError
 from deepdeb.licence.table import classify, normalise, table
 from deepdeb.util import read_regular, run
 
-_DECLARATION = re.compile(r"^(LICEN[CS]E|COPYING|COPYRIGHT)([._-].*)?$", re.I)
+# One rule for what a file says by its name. DECLARATION: it states the licence of its
+# directory (LICENSE, COPYING, COPYRIGHT, and anything under a licenses/ directory, as
+# PEP 639 puts them in .dist-info). NOTICE: attributions that travel with a licence.
+# DOCUMENT: may quote a licence (a README, a model card's "license:" line).
+DECLARATION, NOTICE, DOCUMENT = "declaration", "notice", "document"
+_NAMED = re.compile(
+    r"^(?:(?P<declaration>LICEN[CS]ES?|COPYING|COPYRIGHT)|(?P<notice>NOTICE)"
+    r"|(?P<document>README|MODEL[_-]?CARD))(?:[._-].*)?$",
+    re.I,
+)
+
+_CODE = re.compile(r"\.(py[ci]?|c|h|cc|cpp|cxx|hpp|js|ts|go|rs|java|sh|pl|rb|so)$", re.I)
 
 
-_LICENCE_FILE = re.compile(r"(^|/)(licen[cs]es?/|(licen[cs]e|copying|notice)[^/]*$)", re.I)
+def licence_role(relpath: str) -> str | None:
+    """What a file is to the audit, by its path: DECLARATION, NOTICE, DOCUMENT or None."""
+    directory, _, name = relpath.rpartition("/")
+    if re.search(r"(^|/)licen[cs]es$", directory, re.I):
+        return DECLARATION
+    if _CODE.search(name):  # license_check.py is code about licences, not a licence
+        return None
+    match = _NAMED.match(name)
+    return match.lastgroup if match else None
 
 
 def is_licence_file(relpath: str) -> bool:
-    """A file that states a licence by its name or folder (LICENSE, COPYING.md, NOTICE,
-    licenses/...): what a wheel's .dist-info carries besides METADATA."""
-    return bool(_LICENCE_FILE.search(relpath))
+    """A file that states a licence (a declaration or a notice): what a wheel carries
+    besides METADATA to say what it may be used for."""
+    return licence_role(relpath) in (DECLARATION, NOTICE)
 
 
 _CHUNKS = 8  # licensecheck runs per core
@@ -53,16 +72,11 @@ class Finding:
     reason: str = ""
 
 
-_LICENSE_LIKE = re.compile(
-    r"^(LICEN[CS]E|COPYING|COPYRIGHT|NOTICE|README|MODEL[_-]?CARD)([._-].*)?$", re.I
-)
-
-
-def _fingerprint(path: Path) -> str | None:
-    """A licence licensecheck does not name, from the texts in the licence table."""
-    license_like = _LICENSE_LIKE.match(path.name) is not None or (
-        path.parent.name == "licenses" and path.parent.parent.name.endswith(".dist-info")
-    )
+def _fingerprint(root: Path, rel: str) -> str | None:
+    """A licence licensecheck does not name, from the texts in the licence table. Whole
+    licence texts are matched only in files whose name says they may hold one."""
+    path = root / rel
+    license_like = licence_role(rel) is not None
     try:
         with open(path, "rb") as f:
             text = f.read(65536 if license_like else 4096).decode("utf-8", "replace")
@@ -232,10 +246,10 @@ def _declarations(
     declared = _Declared({}, [], _dep5(root / "debian" / "copyright"))
     for rel in files:
         name, directory = os.path.basename(rel), os.path.dirname(rel)
-        if _DECLARATION.match(name):
+        if licence_role(rel) == DECLARATION:
             # A licence file is read as a whole: a known text (an EULA that quotes
             # third-party notices) beats licensecheck's reading of the notices in it.
-            expr = _fingerprint(root / rel) or checked.get(rel, (None, ""))[0]
+            expr = _fingerprint(root, rel) or checked.get(rel, (None, ""))[0]
             if expr and directory not in declared.directories:
                 declared.directories[directory] = expr
         expr = None
@@ -253,11 +267,11 @@ def _resolve(root: Path, rel: str, expr: str | None, declared: _Declared) -> tup
     """A file's licence and who says so, in order of trust: a known licence text, the
     file's own header, the maintainer's DEP-5, the nearest licence file above it, and last
     what the package as a whole declares."""
-    if _DECLARATION.match(os.path.basename(rel)) and (text := _fingerprint(root / rel)):
+    if licence_role(rel) == DECLARATION and (text := _fingerprint(root, rel)):
         return text, "fingerprint"
     if expr is not None:
         return expr, "licensecheck"
-    if expr := _fingerprint(root / rel):
+    if expr := _fingerprint(root, rel):
         return expr, "fingerprint"
     if declared.dep5 is not None and (expr := _dep5_license(declared.dep5, rel)):
         return expr, "debian-copyright"
