@@ -32,8 +32,11 @@ from deepdeb.report.tables import (
     print_inventory,
     print_report,
     print_sanity,
+    print_stack,
     print_wheel_report,
 )
+from deepdeb.stack.bundle import Options, recipes_from
+from deepdeb.stack.run import run_stack
 from deepdeb.util import atomic_write_text
 from deepdeb.wheel.pipeline import run_wheel_build
 from deepdeb.wheel.sanity import run_sanity
@@ -51,8 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     cpu = sub.add_parser("cpu", help="show this CPU's ISA level and features")
     cpu.add_argument("--json", action="store_true", help="machine-readable output")
 
-    build = sub.add_parser("build", help="build, measure, assemble and verify a recipe")
-    build.add_argument("recipe", type=Path)
+    build = sub.add_parser("build", help="build, measure, assemble and verify recipes")
+    build.add_argument(
+        "recipes",
+        type=Path,
+        nargs="+",
+        metavar="RECIPE",
+        help="recipe files or directories of them; several make a stack, built on Dask",
+    )
     build.add_argument("--out", type=Path, required=True, help="directory for the results")
     build.add_argument("--layout", choices=LAYOUTS, default="fat")
     build.add_argument(
@@ -67,6 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--keep-work", action="store_true", help="keep the build directories")
     build.add_argument("--no-lintian", action="store_true", help="skip the lintian check")
+    build.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="a running Dask scheduler (tcp://HOST:PORT) to build on; default: an embedded "
+        "local cluster",
+    )
+    build.add_argument(
+        "--workers", type=int, help="workers of the embedded cluster (default: one per two cores)"
+    )
 
     inv = sub.add_parser(
         "inventory", help="list every external download a source tree declares (static scan)"
@@ -210,7 +228,11 @@ def _cmd_cpu(args: argparse.Namespace, out: Console) -> int:
 
 
 def _cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
-    recipe = load_recipe(args.recipe)
+    recipes = recipes_from(args.recipes)
+    stack = len(recipes) > 1 or any(p.is_dir() for p in args.recipes) or args.scheduler
+    if stack:
+        return _cmd_stack(args, recipes, out, err)
+    recipe = load_recipe(recipes[0])
     if isinstance(recipe, WheelRecipe):
         wheels = run_wheel_build(recipe, args.out, err)
         print_wheel_report(wheels, out)
@@ -219,7 +241,7 @@ def _cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print(f"report: {args.out / 'report.json'}")
         return 0
     if args.levels:
-        recipe = with_levels(recipe, [s.strip() for s in args.levels.split(",") if s.strip()])
+        recipe = with_levels(recipe, _levels(args))
     report = run_build(
         recipe,
         args.out,
@@ -232,6 +254,21 @@ def _cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
     print_report(report, out)
     out.print(f"report: {args.out / 'report.json'}")
     return 0
+
+
+def _levels(args: argparse.Namespace) -> list[str]:
+    return [s.strip() for s in (args.levels or "").split(",") if s.strip()]
+
+
+def _cmd_stack(args: argparse.Namespace, recipes: list[Path], out: Console, err: Console) -> int:
+    """Several recipes: each source in ``--out/<source>/``, stack.json, exit 1 if any failed."""
+    if args.keep_work:
+        raise UsageError("--keep-work keeps one build's directories: give a single recipe")
+    options = Options(args.layout, args.backend, tuple(_levels(args)), not args.no_lintian)
+    report = run_stack(recipes, args.out, options, err, args.scheduler, args.workers)
+    print_stack(report, out)
+    out.print(f"stack: {args.out / 'stack.json'}")
+    return 1 if report.failed else 0
 
 
 class Terminated(KeyboardInterrupt):

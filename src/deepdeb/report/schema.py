@@ -376,6 +376,50 @@ class WheelReport:
         return json.dumps(self.to_json(), indent=2) + "\n"
 
 
+# --- stacks (many recipes in one run) --------------------------------------------------
+
+
+@dataclass
+class StackRow:
+    """One source's line in stack.json."""
+
+    recipe: str
+    status: str  # "ok" or "failed"
+    source: str = ""
+    version: str = ""
+    error: str = ""
+    ran: bool = True  # False: the result came from the cache
+    seconds: float = 0.0  # the worker's time on it (build, tests, measurement, checks)
+    worker: dict[str, str] = field(default_factory=dict)
+    kept_levels: list[str] = field(default_factory=list)
+    speedups: dict[str, float | None] = field(default_factory=dict)
+    package_bytes: int = 0  # the shipped .debs, all together
+    directory: str = ""  # DIR/<source>, relative to DIR
+
+
+@dataclass
+class StackReport:
+    """stack.json: every source, in the order the recipes were given."""
+
+    rows: list[StackRow]
+    seconds: float
+    scheduler: str
+
+    @property
+    def failed(self) -> list[StackRow]:
+        return [r for r in self.rows if r.status != "ok"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deepdeb_version": __version__,
+            "scheduler": self.scheduler,
+            "seconds": round(self.seconds, 1),
+            "sources": len(self.rows),
+            "failed": len(self.failed),
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+
 # --- reading report.json back (deepdeb publish) -------------------------------------------
 
 # A plain binary package file name: no directory, no "..", nothing a report could use to

@@ -8,7 +8,13 @@ from rich.table import Table
 
 from deepdeb.inventory.scan import Inventory
 from deepdeb.licence.audit import AuditResult
-from deepdeb.report.schema import BuildReport, SanityResult, WheelReport, display_path
+from deepdeb.report.schema import (
+    BuildReport,
+    SanityResult,
+    StackReport,
+    WheelReport,
+    display_path,
+)
 
 
 def _size(n: int) -> str:
@@ -189,3 +195,25 @@ def print_sanity(result: SanityResult, out: Console, flavor: str = "") -> None:
         result.torch,
     )
     out.print(table)
+
+
+def print_stack(report: StackReport, console: Console) -> None:
+    """One line per source: what was kept at which speedup, what it costs, what failed."""
+    table = Table(title=f"stack: {len(report.rows)} sources, {report.seconds:.0f} s")
+    for col in ("source", "status", "kept", "best speedup", "packages", "time", "worker"):
+        table.add_column(col, justify="right" if col in ("packages", "time") else "left")
+    for row in report.rows:
+        best = max((v for v in row.speedups.values() if v is not None), default=None)
+        table.add_row(
+            escape(row.source or row.recipe),
+            "[green]ok[/green]" if row.status == "ok" else "[red]FAILED[/red]",
+            ", ".join(row.kept_levels) or "-",
+            f"{best:.2f}x" if best is not None else "-",
+            _size(row.package_bytes) if row.status == "ok" else "-",
+            f"{row.seconds:.0f} s" + ("" if row.ran else " (cached)"),
+            escape(row.worker.get("level", "-")),
+        )
+    console.print(table)
+    for row in report.failed:
+        first = row.error.splitlines()[0] if row.error else "failed"
+        console.print(f"[red]{escape(row.recipe)}[/red]: {escape(first)}")
