@@ -37,7 +37,7 @@ from typing import Any
 from deepdeb.debian.lintian import lintian_tags
 from deepdeb.debian.target import SUITE
 from deepdeb.errors import PublishError, ReportError
-from deepdeb.report.schema import read_packages
+from deepdeb.report.schema import PackageRecord, read_packages
 from deepdeb.util import atomic_write_bytes, atomic_write_text, run, sha256_file
 
 COMPONENTS = ("main", "contrib", "non-free")
@@ -48,18 +48,15 @@ _CONFIG = "deepdeb.json"
 
 
 @dataclass(frozen=True)
-class Candidate:
+class Candidate(PackageRecord):
     """One .deb a build produced, with what its report says about it."""
 
-    file: Path
-    package: str
-    version: str
-    architecture: str
-    sha256: str
-    area: str
-    redistributable: bool
-    reasons: tuple[str, ...]
     build_dir: Path
+
+    @property
+    def path(self) -> Path:
+        """The .deb itself, in its build's directory."""
+        return self.build_dir / self.file
 
 
 @dataclass
@@ -95,30 +92,17 @@ def candidates(build_dir: Path) -> list[Candidate]:
         records = read_packages(build_dir)
     except ReportError as e:
         raise PublishError(str(e)) from None
-    return [
-        Candidate(
-            file=build_dir / r.file,
-            package=r.package,
-            version=r.version,
-            architecture=r.architecture,
-            sha256=r.sha256,
-            area=r.area,
-            redistributable=r.redistributable,
-            reasons=r.reasons,
-            build_dir=build_dir,
-        )
-        for r in records
-    ]
+    return [Candidate(**vars(r), build_dir=build_dir) for r in records]
 
 
 def check_files(items: list[Candidate]) -> None:
     """Every .deb exists, as a regular file, and is the file its build made."""
     problems = []
     for c in items:
-        if c.file.is_symlink() or not c.file.is_file():
-            problems.append(f"{c.file}: missing, or not a regular file")
-        elif sha256_file(c.file) != c.sha256:
-            problems.append(f"{c.file}: SHA-256 differs from the one in report.json")
+        if c.path.is_symlink() or not c.path.is_file():
+            problems.append(f"{c.path}: missing, or not a regular file")
+        elif sha256_file(c.path) != c.sha256:
+            problems.append(f"{c.path}: SHA-256 differs from the one in report.json")
     if problems:
         raise PublishError("packages do not match their build report:\n  " + "\n  ".join(problems))
 
@@ -322,18 +306,18 @@ def publish(build_dirs: list[Path], repo: Path, local: bool = False) -> PublishR
     new: list[Candidate] = []
     clashes = []
     for c in items:
-        existing = in_pool(repo, c.file.name)
+        existing = in_pool(repo, c.file)
         if existing is None:
             new.append(c)
         elif sha256_file(existing) != c.sha256:
-            clashes.append(f"{c.file.name} (from {c.build_dir})")
+            clashes.append(f"{c.file} (from {c.build_dir})")
     if clashes:
         raise PublishError(
             "the repository already has a different file under the same name and version; "
             "raise the version (e.g. [package] version_suffix) to publish a rebuild:\n  "
             + "\n  ".join(clashes)
         )
-    errors = lintian_errors([c.file for c in new]) if new else []
+    errors = lintian_errors([c.path for c in new]) if new else []
     if errors:
         raise PublishError("lintian reports errors, not publishing:\n  " + "\n  ".join(errors))
     notes: list[str] = []
@@ -374,8 +358,8 @@ def _include(
     pending: list[_Pending] = []
     for c in items:
         key = (component_of(c), c.architecture, c.package)
-        if have.get(key) == c.version and in_pool(repo, c.file.name) is not None:
-            result.unchanged.append(c.file.name)
+        if have.get(key) == c.version and in_pool(repo, c.file) is not None:
+            result.unchanged.append(c.file)
             continue
         previous = None
         if key in have:
@@ -387,8 +371,8 @@ def _include(
         return
     atomic_write_text(repo / _JOURNAL, json.dumps([p.journal() for p in pending], indent=2))
     for p in pending:
-        _reprepro(repo, env, "-C", p.component, "includedeb", SUITE, str(p.candidate.file))
-        result.added.append(p.candidate.file.name)
+        _reprepro(repo, env, "-C", p.component, "includedeb", SUITE, str(p.candidate.path))
+        result.added.append(p.candidate.file)
     run(["reprepro", "-b", str(repo), "export", SUITE], env=env)
     (repo / _JOURNAL).unlink()
     run(["reprepro", "-b", str(repo), "deleteunreferenced"], env=env, check=False)

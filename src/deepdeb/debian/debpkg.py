@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +49,20 @@ class AssembledPackage:
     stock: bool = False  # byte-identical to the stock build
     area: str = ""  # archive area from the licence audit
     redistributable: bool = False
+
+    @classmethod
+    def of(cls, deb: Path, control: Mapping[str, str], stock: bool = False) -> AssembledPackage:
+        """The record of a .deb on disk, from its control fields."""
+        return cls(
+            package=control["Package"],
+            version=control["Version"],
+            architecture=control["Architecture"],
+            file=deb,
+            size=deb.stat().st_size,
+            installed_size=int(control.get("Installed-Size", "0")),
+            sha256=sha256_file(deb),
+            stock=stock,
+        )
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -142,15 +156,7 @@ def build_deb(
             os.utime(path, (epoch, epoch), follow_symlinks=False)
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch))
     run(["dpkg-deb", "--root-owner-group", *compress, "--build", tree, dest], env=env)
-    return AssembledPackage(
-        package=control["Package"],
-        version=control["Version"],
-        architecture=control["Architecture"],
-        file=dest,
-        size=dest.stat().st_size,
-        installed_size=int(control.get("Installed-Size", "0")),
-        sha256=sha256_file(dest),
-    )
+    return AssembledPackage.of(dest, control)
 
 
 def extract(deb: Path, dest: Path) -> Path:

@@ -43,7 +43,7 @@ from deepdeb.errors import AssembleError
 from deepdeb.isa.build import VariantBuild
 from deepdeb.isa.reach import register_variants
 from deepdeb.report.schema import ALTERNATIVE, HWCAPS, Reach
-from deepdeb.util import run, sha256_file
+from deepdeb.util import run
 
 LOCAL_SUFFIX = "+local1"
 
@@ -132,16 +132,7 @@ def _stock(deb: Path, dest_dir: Path) -> AssembledPackage:
     dest = dest_dir / deb.name
     shutil.copyfile(deb, dest)
     fields = Deb822(run(["dpkg-deb", "-f", deb]).stdout)
-    return AssembledPackage(
-        package=fields["Package"],
-        version=fields["Version"],
-        architecture=fields["Architecture"],
-        file=dest,
-        size=dest.stat().st_size,
-        installed_size=int(fields.get("Installed-Size", "0")),
-        sha256=sha256_file(dest),
-        stock=True,
-    )
+    return AssembledPackage.of(dest, fields, stock=True)
 
 
 @dataclass(frozen=True)
