@@ -11,7 +11,7 @@ variants) next to Debian's OpenBLAS in a fresh bookworm root, with apt, and ther
   string functions stay the same, unlike with a GLIBC_TUNABLES mask), interleaved, and
   with OpenBLAS for comparison.
 
-Usage (after ``deepdeb build examples/lapack/recipe.toml --out out/lapack``):
+Usage (after ``deepdeb build examples/stack/lapack/recipe.toml --out out/lapack``):
 
     python benchmarks/installed_alternatives.py out/lapack \\
         --json benchmarks/results/lapack_installed.json --rounds 9

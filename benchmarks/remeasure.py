@@ -5,7 +5,7 @@ long build, its interleaved runs are still fair between levels, but noisier. Thi
 recipe's benchmark again, deepdeb's own way (sandboxed, serpentine order, medians), on the
 variants the build unpacked, without building anything. Usage:
 
-    python benchmarks/remeasure.py WORKDIR examples/lapack/recipe.toml \\
+    python benchmarks/remeasure.py WORKDIR examples/stack/lapack/recipe.toml \\
         --json benchmarks/results/lapack_remeasured.json --repeat 9
 """
 

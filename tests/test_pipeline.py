@@ -75,6 +75,11 @@ def test_gaining_fixture_keeps_v3_and_reports_measurements(vecmath_fat: BuildRep
         if lv["kept"]:
             best_below = lv["speedup"]
     assert data["shipped_levels"] == [n for n, lv in levels.items() if lv["kept"]]
+    for lv in levels.values():  # where the time went, per level
+        if lv["built"]:
+            assert 0 <= lv["test_seconds"] <= lv["build_seconds"]
+        if lv["measured"]:
+            assert lv["measure_seconds"] >= sum(lv["times_s"]) > 0
     assert {p["file"] for p in data["packages"]} == {
         p.name for p in out_dir(vecmath_fat).glob("*.deb")
     }

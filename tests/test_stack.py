@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, build
 
+from deepdeb.cpu.levels import host_cpu
 from deepdeb.errors import DeepdebError, RecipeError, UsageError
 from deepdeb.stack.bundle import Options, Outcome, cache_key, pack, recipes_from, unpack
-from deepdeb.stack.run import _directories, _place
+from deepdeb.stack.run import _directories, _place, preferred_workers
 
 BIN = Path(sys.executable).parent
 
@@ -161,6 +162,15 @@ def test_a_worker_cannot_place_files_outside_the_output(tmp_path: Path) -> None:
     assert _place(Outcome("r.toml", True, "x"), tmp_path / "out", "../x", True).status == "failed"
 
 
+def test_sources_prefer_the_workers_that_run_the_most_levels() -> None:
+    """Heterogeneous CPUs: sources go to the workers of the highest level; with workers
+    all alike there is no preference to give."""
+    levels = {"tcp://a:1": "x86-64-v3", "tcp://b:1": "x86-64-v4", "tcp://c:1": "x86-64-v4"}
+    assert preferred_workers(levels) == ["tcp://b:1", "tcp://c:1"]
+    assert preferred_workers({"tcp://a:1": "x86-64-v3", "tcp://b:1": "x86-64-v3"}) is None
+    assert preferred_workers({}) is None
+
+
 def test_two_recipes_of_one_source_get_a_directory_each() -> None:
     recipes = [Path("a/Stock_Build.toml"), Path("b/vecmath.toml"), Path("c/opus/recipe.toml")]
     names = _directories({0: "vecmath", 1: "vecmath", 2: "opus"}, recipes)
@@ -274,6 +284,7 @@ def test_a_stack_on_a_cluster_builds_what_single_builds_build(
     assert rows["a-vecmath.toml"]["kept_levels"] == ["x86-64-v2"]
     assert rows["b-stock.toml"]["kept_levels"] == []
     assert {r["worker"]["host"] for r in stack["rows"] if r["status"] == "ok"}
+    assert sorted(stack["workers"].values()) == [host_cpu().level] * 2  # asked of each
     # Each good source is what a one-recipe build of it makes, byte for byte.
     single = build(root / "a-vecmath.toml", tmp_path / "single-a")
     stacked = out / "vecmath-a-vecmath"  # two recipes of one source: named apart

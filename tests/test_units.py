@@ -25,7 +25,7 @@ from deepdeb.debian.lintian import lintian_tags
 from deepdeb.debian.target import GCC_VERSION
 from deepdeb.errors import LintianError, MissingBuildDepsError, UsageError, VerifyError
 from deepdeb.isa.assemble import addon_control, hwcaps_path, require_glibc, rewrite_relations
-from deepdeb.isa.build import build_environment, failed_in_tests
+from deepdeb.isa.build import TEST_STEPS, StepClock, build_environment, failed_in_tests
 from deepdeb.isa.measure import decide, round_order
 from deepdeb.isa.verify import (
     expected_file,
@@ -108,6 +108,21 @@ def test_build_environment_appends_flags_for_every_language() -> None:
     assert env["DEB_BUILD_OPTIONS"] == "nocheck parallel=2"
     base = build_environment(BASELINE, isa, 1, {"DEB_CFLAGS_APPEND": "-O0"})
     assert "DEB_CFLAGS_APPEND" not in base  # the baseline is the stock build
+
+
+def test_step_clock_counts_the_time_of_each_step() -> None:
+    """Repeated reports of one step count once; the test steps add up, override or not."""
+    now = [0.0]
+    clock = StepClock(lambda: now[0])
+    for t, step in [
+        (1, "dh_auto_build"), (5, "dh_auto_build"), (9, "dh_auto_test"), (12, "dh_auto_test"),
+        (20, "dh_auto_install"), (21, "debian/rules override_dh_auto_test"), (24, ""),
+    ]:  # fmt: skip
+        now[0] = t
+        clock.step(step)
+    assert clock.spent["dh_auto_build"] == 8.0
+    assert clock.seconds(TEST_STEPS) == 11.0 + 3.0
+    assert clock.seconds(frozenset({"dh_strip"})) == 0.0
 
 
 def test_isa_needed_parsing() -> None:

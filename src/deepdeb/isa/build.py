@@ -52,7 +52,8 @@ class VariantBuild:
     log: Path
     flags: str
     tests_passed: bool
-    seconds: float
+    seconds: float  # the whole dpkg-buildpackage run, tests included
+    test_seconds: float = 0.0  # of which the package's own tests (dh_auto_test)
     tests_tail: str = ""
     built: bool = True  # False: a level allowed to fail (above the host's) did not build
     failure: str = ""  # why it did not build, or why its tests failed
@@ -87,16 +88,53 @@ def check_build_deps(tree: Path, label: str) -> None:
 
 def build_environment(level: str, isa: Isa, jobs: int, base: dict[str, str]) -> dict[str, str]:
     """Environment for dpkg-buildpackage at one level (the baseline gets no extra flags)."""
+    flags = compiler_flags(level, isa.tune, isa.profile, gcc_version=GCC_VERSION)
+    return flags_environment(flags, jobs, base)
+
+
+def flags_environment(flags: str, jobs: int, base: dict[str, str]) -> dict[str, str]:
+    """Environment for dpkg-buildpackage with ``flags`` appended to every language's
+    flags (none: the stock build), whatever the caller's environment appended before."""
     env = dict(base)
     env["LC_ALL"] = "C.UTF-8"
     options = [o for o in env.get("DEB_BUILD_OPTIONS", "").split() if not o.startswith("parallel=")]
     env["DEB_BUILD_OPTIONS"] = " ".join([*options, f"parallel={jobs}"])
-    flags = compiler_flags(level, isa.tune, isa.profile, gcc_version=GCC_VERSION)
     for var in FLAG_VARIABLES:
         env.pop(f"DEB_{var}_APPEND", None)
         if flags:
             env[f"DEB_{var}_APPEND"] = flags
     return env
+
+
+# The steps that run the package's own tests: dh's, and an override of it in debian/rules.
+TEST_STEPS = frozenset({"dh_auto_test", "debian/rules override_dh_auto_test"})
+
+
+class StepClock:
+    """How long a build spent in each dh step, from the moments its log showed them start.
+
+    Steps shorter than the log polling interval may go unseen; their time is counted in
+    the step before them. That is precise enough to tell users where their hours go
+    (a test suite is minutes, not a fraction of a second).
+    """
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
+        self._current = ""
+        self._since = now()
+        self.spent: dict[str, float] = {}
+
+    def step(self, name: str) -> None:
+        """The build is now in step ``name`` ("" once it has ended)."""
+        if name == self._current:
+            return
+        now = self._now()
+        if self._current:
+            self.spent[self._current] = self.spent.get(self._current, 0.0) + now - self._since
+        self._current, self._since = name, now
+
+    def seconds(self, steps: frozenset[str]) -> float:
+        return round(sum(v for k, v in self.spent.items() if k in steps), 1)
 
 
 def tail(path: Path, lines: int = 25) -> str:
@@ -245,7 +283,7 @@ def _build_one(
     package: SourcePackage,
     level: str,
     root: Path,
-    isa: Isa,
+    flags: str,
     jobs: int,
     progress: Progress,
     cancel: threading.Event,
@@ -262,8 +300,7 @@ def _build_one(
     log = root.parent / "logs" / f"{level}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     attempts_log = private / "network-attempts.jsonl"
-    env = build_environment(level, isa, jobs, dict(os.environ))
-    flags = env.get("DEB_CFLAGS_APPEND", "")
+    env = flags_environment(flags, jobs, dict(os.environ))
     # Rebuilt levels only need the architecture-dependent packages.
     cmd = ["dpkg-buildpackage", "-b" if level == BASELINE else "-B", "--no-sign", "--no-pre-clean"]
     log.write_text(f"# deepdeb: {' '.join(cmd)}\n# flags appended: {flags or '(none)'}\n")
@@ -278,18 +315,23 @@ def _build_one(
             jail = sandbox.wrap(cmd, directory, tree, attempts_fd, private)
         env = sandbox.scrubbed_env(env, home=Path(sandbox.HOME), tmp=Path("/tmp"))
         start = time.monotonic()
+        clock = StepClock()
+
+        def on_step(step: str) -> None:
+            clock.step(step)
+            progress(level, step)
+
         try:
-            status = _run_logged(
-                jail, tree, env, log, lambda step: progress(level, step), cancel, directory,
-                limits,
-            )  # fmt: skip
+            status = _run_logged(jail, tree, env, log, on_step, cancel, directory, limits)
         except _OutOfDisk as e:
             cancel.set()
             raise BuildError(level, log, tail(log), f"was stopped: {e}") from None
     finally:
         os.close(attempts_fd)
     seconds = time.monotonic() - start
+    clock.step("")
     result = VariantBuild(level, directory, log, flags, tests_passed=True, seconds=seconds)
+    result.test_seconds = clock.seconds(TEST_STEPS)
     result.network_attempts = sandbox.read_attempts(attempts_log)
     if status != 0:
         text = tail(log, 400)
@@ -375,7 +417,7 @@ def build_all(
                 package,
                 level,
                 root,
-                isa,
+                compiler_flags(level, isa.tune, isa.profile, gcc_version=GCC_VERSION),
                 jobs,
                 progress,
                 cancel,
@@ -402,6 +444,27 @@ def build_all(
     if errors:
         raise errors[0]
     return results
+
+
+def build_with_flags(
+    package: SourcePackage,
+    name: str,
+    flags: str,
+    root: Path,
+    progress: Progress = lambda name, what: None,
+    cpus: int | None = None,
+) -> VariantBuild:
+    """One sandboxed build of the source's architecture-dependent packages with ``flags``
+    appended to all of it, programs included: a flat rebuild, as a distribution that
+    raised its whole baseline would ship, for comparison with deepdeb's packages.
+
+    It never raises for the package's own failures: a build that fails has ``built``
+    False, one whose tests fail ``tests_passed`` False, with the reason in ``failure``.
+    """
+    return _build_one(
+        package, name, root, flags, cpus or os.cpu_count() or 1, progress, threading.Event(),
+        None, may_fail=True,
+    )  # fmt: skip
 
 
 def check_flags_applied(variant: VariantBuild, scratch: Path) -> None:

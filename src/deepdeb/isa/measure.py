@@ -52,16 +52,23 @@ def runtime_from_debs(debs: list[Path], dest: Path) -> Runtime:
 
 
 def benchmark_env(
-    level: str, runtimes: Mapping[str, Runtime], base_env: Mapping[str, str]
+    level: str,
+    runtimes: Mapping[str, Runtime],
+    base_env: Mapping[str, str],
+    own_programs: bool = False,
 ) -> dict[str, str]:
-    """Environment for one run: baseline programs, this level's libraries first."""
-    base = runtimes[BASELINE]
+    """Environment for one run: baseline programs, this level's libraries first.
+
+    With ``own_programs``, each runtime is a whole build of its own (a flat rebuild, the
+    archive's packages): its own programs and only its own libraries.
+    """
+    base = runtimes[level] if own_programs else runtimes[BASELINE]
     env = dict(base_env)
     bins = [base.root / d for d in ("usr/bin", "usr/sbin", "bin", "sbin")]
     env["PATH"] = os.pathsep.join([*map(str, bins), env.get("PATH", "/usr/bin:/bin")])
     # The level's libraries shadow the baseline's; the baseline's directories follow for
     # anything the level does not have.
-    libs = [*runtimes[level].library_dirs] if level != BASELINE else []
+    libs = [*runtimes[level].library_dirs] if level != BASELINE and not own_programs else []
     libs += base.library_dirs
     previous = [env["LD_LIBRARY_PATH"]] if env.get("LD_LIBRARY_PATH") else []
     env["LD_LIBRARY_PATH"] = os.pathsep.join([*map(str, libs), *previous])
@@ -76,25 +83,33 @@ def run_benchmarks(
     cwd: Path,
     scratch: Path,
     progress: Callable[[str, int, int], None] = lambda level, done, total: None,
+    *,
+    own_programs: bool = False,
+    spent: dict[str, float] | None = None,
 ) -> dict[str, list[float]]:
-    """Interleaved timed runs of the benchmark command; returns wall seconds per level.
+    """Interleaved timed runs of the benchmark command; returns wall seconds per level
+    (warm-up runs left out). ``spent``, when given, receives each level's whole time,
+    warm-up and sandbox start included: what measuring it cost.
 
     The command is recipe code, so it runs sandboxed as the build user (no network,
     read-only system, a scrubbed environment) with ``scratch`` as its writable TMPDIR,
-    shared by all runs.
+    shared by all runs. ``own_programs``: see :func:`benchmark_env`.
     """
     levels = list(runtimes)
     scratch.mkdir(parents=True, exist_ok=True)
     sandbox.hand_over(scratch)
     base_env = sandbox.scrubbed_env(os.environ, home=Path(sandbox.HOME), tmp=scratch)
-    envs = {level: benchmark_env(level, runtimes, base_env) for level in levels}
+    envs = {level: benchmark_env(level, runtimes, base_env, own_programs) for level in levels}
     visible = [r.root for r in runtimes.values()]
     private = scratch.parent / f".{scratch.name}-sandbox"
     times: dict[str, list[float]] = {level: [] for level in levels}
     rounds = benchmark.warmup + benchmark.repeat
     for round_no in range(rounds):
         for level in round_order(levels, round_no):
+            started = time.perf_counter()
             seconds = _timed_run(benchmark, envs[level], cwd, level, scratch, visible, private)
+            if spent is not None:
+                spent[level] = spent.get(level, 0.0) + time.perf_counter() - started
             if round_no >= benchmark.warmup:
                 times[level].append(seconds)
             progress(level, round_no + 1, rounds)

@@ -315,6 +315,7 @@ def _measure(
     runtimes = _runtimes(results, variants, reaches, work, notes)
     bench = recipe.benchmark if isinstance(recipe, IsaRecipe) else None
     times: dict[str, list[float]] = {}
+    spent: dict[str, float] = {}
     if bench is not None and len(runtimes) > 1:
         with _progress(console) as progress:
             total = (bench.warmup + bench.repeat) * len(runtimes)
@@ -323,7 +324,9 @@ def _measure(
             def tick(level: str, done: int, rounds: int) -> None:
                 progress.update(task, advance=1, description=f"{bench.command} [{level}]")
 
-            times = run_benchmarks(bench, runtimes, recipe.directory, work / "bench-tmp", tick)
+            times = run_benchmarks(
+                bench, runtimes, recipe.directory, work / "bench-tmp", tick, spent=spent
+            )
     decide(results, times, isa.min_speedup)
     report = BuildReport(
         recipe=recipe.path,
@@ -341,9 +344,11 @@ def _measure(
         report.network_attempts += [
             {"level": level, **asdict(attempt)} for attempt in variant.network_attempts
         ]
-        report.build[level] = {
+        report.build[level] = {  # where the time went: build, its tests, measuring it
             "flags": variant.flags,
             "build_seconds": round(variant.seconds, 1),
+            "test_seconds": variant.test_seconds,
+            "measure_seconds": round(spent.get(level, 0.0), 1),
         }
         if not variant.tests_passed:  # why the level was dropped, without opening the log
             report.build[level]["tests_log_tail"] = variant.tests_tail

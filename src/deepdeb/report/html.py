@@ -26,8 +26,9 @@ figure { margin: 1em 0; } pre { white-space: pre-wrap; background: #f6f6f6; padd
 _KEPT, _DROPPED = "#2e7d32", "#9e9e9e"
 
 
-def render_stack(report: StackReport, out: Path) -> str:
-    """The report of a stack run whose sources' reports lie in ``out/<directory>/``."""
+def render_stack(report: StackReport, out: Path, extra: str = "") -> str:
+    """The report of a stack run whose sources' reports lie in ``out/<directory>/``;
+    ``extra`` (HTML, e.g. :func:`comparison_section`) goes after the stack's summary."""
     sources = [(row, _read_report(out, row)) for row in report.rows]
     parts = [
         "<!DOCTYPE html>",
@@ -35,14 +36,25 @@ def render_stack(report: StackReport, out: Path) -> str:
         f"<title>deepdeb stack: {len(report.rows)} sources</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>deepdeb stack: {len(report.rows)} sources, {len(report.failed)} failed</h1>",
-        f"<p>Scheduler: {html.escape(report.scheduler)}; wall time {report.seconds:.0f} s.</p>",
+        f"<p>Scheduler: {html.escape(report.scheduler)}; wall time {report.seconds:.0f} s."
+        f"{_workers(report.workers)}</p>",
         _summary_table(report.rows),
         _gains_figure([(row, data) for row, data in sources if data]),
+        extra,
     ]
     for row, data in sources:
         parts.append(_source_section(row, data))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _workers(workers: dict[str, str]) -> str:
+    """The workers that built this run, with their x86-64 levels (sources go to the
+    highest ones)."""
+    if not workers:
+        return ""
+    listed = ", ".join(f"{html.escape(a)} ({html.escape(lv)})" for a, lv in sorted(workers.items()))
+    return f" Workers: {listed}."
 
 
 def _read_report(out: Path, row: StackRow) -> dict[str, Any]:
@@ -157,11 +169,21 @@ def _speedup_figure(row: StackRow, data: dict[str, Any], levels: list[dict[str, 
     ax.axhline(float(isa.get("min_speedup", 1.05)), color="#c62828", linestyle="--", linewidth=1)
     ax.set_ylabel("speedup over x86-64")
     ax.set_title("speedup per level (bars: kept in green; line: min_speedup)")
-    seconds = [float(lv.get("build_seconds") or 0) for lv in levels]
-    bx.barh([str(lv["level"]) for lv in levels], seconds, color="#1565c0")
-    bx.set_xlabel("build and test time (s)")
+    names = [str(lv["level"]) for lv in levels]
+    tests = [float(lv.get("test_seconds") or 0) for lv in levels]
+    builds = [
+        max(0.0, float(lv.get("build_seconds") or 0) - t)
+        for lv, t in zip(levels, tests, strict=True)
+    ]
+    measures = [float(lv.get("measure_seconds") or 0) for lv in levels]
+    bx.barh(names, builds, color="#1565c0", label="build")
+    bx.barh(names, tests, left=builds, color="#f9a825", label="tests")
+    lefts = [b + t for b, t in zip(builds, tests, strict=True)]
+    bx.barh(names, measures, left=lefts, color="#6a1b9a", label="measure")
+    bx.set_xlabel("seconds")
     bx.set_title("time per level")
-    caption = f"{row.source}: speedups of the measured levels and build time per level"
+    bx.legend(loc="lower right", fontsize="small")
+    caption = f"{row.source}: speedups of the measured levels; build, test and measure time"
     return _figure(f"speedups-{row.directory}", caption, _svg(fig))
 
 
@@ -191,3 +213,55 @@ def _packages_table(data: dict[str, Any]) -> str:
             )
     lines.append("</table>")
     return "\n".join(lines)
+
+
+# The builds benchmarks/stack.py compares, in the order they are drawn.
+_COMPARED = ("flat-v3-O2", "flat-v3-O3", "deepdeb", "native-O3")
+_COMPARED_COLOURS = ("#90caf9", "#1565c0", "#2e7d32", "#f9a825")
+
+
+def comparison_section(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """Each source's speedup over the stock packages for the flat rebuilds, deepdeb's
+    packages and a native build, side by side (what benchmarks/stack.py measured)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    good = [r for r in results if r.get("status") == "ok"]
+    if not good:
+        return ""
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(good) + 1.5))
+    height = 0.8 / len(_COMPARED)
+    for k, (name, colour) in enumerate(zip(_COMPARED, _COMPARED_COLOURS, strict=True)):
+        values = [r["builds"].get(name, {}).get("speedup_vs_stock", 0.0) for r in good]
+        ax.barh(
+            [i + k * height for i in range(len(good))], values, height, label=name, color=colour
+        )
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(good))])
+    ax.set_yticklabels([str(r["source"]) for r in good])
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="#555", linewidth=1)
+    ax.set_xlabel("speedup over the stock Debian packages (0: not measured)")
+    ax.legend(loc="lower right", fontsize="small")
+    geo = summary.get("geomean_vs_stock") or {}
+    ax.set_title(
+        "geometric means: " + ", ".join(f"{n} {geo[n]:.3f}x" for n in _COMPARED if n in geo)
+    )
+    rows = ['<table id="comparison"><tr><th>source</th>']
+    rows[0] += "".join(f"<th>{n}</th>" for n in _COMPARED) + "</tr>"
+    for r in good:
+        cells = []
+        for name in _COMPARED:
+            b = r["builds"].get(name, {})
+            text = f"{b['speedup_vs_stock']:.2f}x" if "speedup_vs_stock" in b else "-"
+            title = html.escape(str(b.get("status", "")))
+            cells.append(f'<td class="num" title="{title}">{text}</td>')
+        rows.append(f"<tr><td>{html.escape(str(r['source']))}</td>{''.join(cells)}</tr>")
+    rows.append("</table>")
+    caption = "Speedup over stock: flat x86-64-v3 rebuilds, deepdeb's packages, -march=native"
+    return (
+        "<h2>Against flat rebuilds and a native build</h2>"
+        + _figure("comparison", caption, _svg(fig))
+        + "\n".join(rows)
+    )

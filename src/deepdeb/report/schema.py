@@ -395,6 +395,8 @@ class StackRow:
     speedups: dict[str, float | None] = field(default_factory=dict)
     package_bytes: int = 0  # the shipped .debs, all together
     directory: str = ""  # DIR/<source>, relative to DIR
+    # per level: build_seconds (tests included), test_seconds, measure_seconds
+    times: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -404,6 +406,7 @@ class StackReport:
     rows: list[StackRow]
     seconds: float
     scheduler: str
+    workers: dict[str, str] = field(default_factory=dict)  # address -> x86-64 level
 
     @property
     def failed(self) -> list[StackRow]:
@@ -413,6 +416,7 @@ class StackReport:
         return {
             "deepdeb_version": __version__,
             "scheduler": self.scheduler,
+            "workers": self.workers,
             "seconds": round(self.seconds, 1),
             "sources": len(self.rows),
             "failed": len(self.failed),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -62,14 +64,16 @@ def _levels_table(report: BuildReport) -> Table:
     levels = Table(
         title=f"{report.source_name} {report.source_version}: ISA levels, built on the {where}"
     )
-    for col in ("level", "build", "tests", "median", "speedup", "kept", "why"):
-        levels.add_column(col, justify="right" if col in ("median", "speedup") else "left")
+    for col in ("level", "build (tests)", "measure", "tests", "median", "speedup", "kept", "why"):
+        right = col in ("median", "speedup", "build (tests)", "measure")
+        levels.add_column(col, justify="right" if right else "left")
     for r in report.levels:
         build = report.build.get(r.level, {})
         tests = "-" if not r.built else "pass" if r.tests_passed else "[red]FAIL[/red]"
         levels.add_row(
             r.level,
-            f"{build['build_seconds']:.0f}s" if "build_seconds" in build else "-",
+            _build_time(build),
+            f"{build['measure_seconds']:.0f}s" if build.get("measure_seconds") else "-",
             tests,
             f"{r.median * 1000:.1f} ms" if r.median is not None else "-",
             f"{r.speedup:.2f}x" if r.speedup is not None else "-",
@@ -77,6 +81,14 @@ def _levels_table(report: BuildReport) -> Table:
             escape(r.reason),
         )
     return levels
+
+
+def _build_time(build: dict[str, Any]) -> str:
+    """A level's build time, and in brackets the part its own test suite took."""
+    if "build_seconds" not in build:
+        return "-"
+    tests = build.get("test_seconds")
+    return f"{build['build_seconds']:.0f}s" + (f" ({tests:.0f}s)" if tests else "")
 
 
 def _packages_table(report: BuildReport) -> Table:

@@ -28,12 +28,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from deepdeb.cpu.levels import rank
 from deepdeb.debian.debpkg import PACKAGE_NAME
 from deepdeb.errors import DeepdebError
 from deepdeb.report.html import render_stack
 from deepdeb.report.schema import StackReport, StackRow
 from deepdeb.stack.bundle import Bundle, Options, Outcome, cache_key, pack
-from deepdeb.stack.worker import build_bundle
+from deepdeb.stack.worker import build_bundle, worker_level
 from deepdeb.util import atomic_write_bytes, atomic_write_text, cache_root
 
 
@@ -66,10 +67,12 @@ def run_stack(
         else:
             todo[i] = (bundle, keys[i])
     address = scheduler or "embedded local cluster"
+    levels: dict[str, str] = {}
     if todo:
         with _client(scheduler, workers) as client:
             address = scheduler or str(client.scheduler.address)
-            for i, outcome in _run(client, todo, options, console):
+            levels = dict(client.run(worker_level))
+            for i, outcome in _run(client, todo, options, console, preferred_workers(levels)):
                 ran.add(i)
                 if outcome.ok:
                     _store(keys[i], outcome)  # the files wait on disk, not in memory
@@ -87,7 +90,9 @@ def run_stack(
             rows[i] = _place(result, out, names[i], ran=i in ran)
         except DeepdebError as e:
             rows[i] = StackRow(_label(recipes[i]), "failed", error=str(e))
-    report = StackReport([rows[i] for i in range(len(recipes))], time.monotonic() - start, address)
+    report = StackReport(
+        [rows[i] for i in range(len(recipes))], time.monotonic() - start, address, levels
+    )
     atomic_write_text(out / "stack.json", json.dumps(report.to_json(), indent=2) + "\n")
     atomic_write_text(out / "report.html", render_stack(report, out))
     return report
@@ -140,12 +145,34 @@ def _client(scheduler: str | None, workers: int | None) -> Iterator[Any]:
         yield client
 
 
+def preferred_workers(levels: dict[str, str]) -> list[str] | None:
+    """The workers a source should go to: those whose CPU runs the highest x86-64 level
+    of the cluster, so that every level the recipe asks for is built, tested and measured
+    where possible. None when all are alike (any worker will do).
+
+    A source still runs whole on one worker, so its speedups are ratios within one
+    machine; the levels that worker cannot run are reported as not built, with the reason.
+    """
+    if not levels:
+        return None
+    top = max(rank(level) for level in levels.values())
+    best = sorted(address for address, level in levels.items() if rank(level) == top)
+    return None if len(best) == len(levels) else best
+
+
 def _run(
-    client: Any, todo: dict[int, tuple[Bundle, str]], options: Options, console: Console
+    client: Any,
+    todo: dict[int, tuple[Bundle, str]],
+    options: Options,
+    console: Console,
+    workers: list[str] | None = None,
 ) -> Iterator[tuple[int, Outcome]]:
     """Submit one task per source; yield outcomes as they finish. A task whose worker
     died is rerun by Dask elsewhere (its bundle is part of the task, not data held by one
-    worker, so it survives the worker); one that raised is a failed outcome."""
+    worker, so it survives the worker); one that raised is a failed outcome.
+
+    ``workers`` is a preference, not a restriction: should they all leave, the sources
+    are built on the others (at the levels those can run) rather than wait forever."""
     from dask.distributed import as_completed
 
     futures = {}
@@ -159,6 +186,8 @@ def _run(
             key=f"deepdeb-build-{bundle.recipe.stem}-{key[:16]}",
             pure=False,
             retries=0,
+            workers=workers,
+            allow_other_workers=workers is not None,
         )
         futures[future] = i
     progress = Progress(
@@ -260,6 +289,9 @@ def _place(outcome: Outcome, out: Path, name: str, ran: bool) -> StackRow:
     return _row(outcome, name, ran)
 
 
+_TIMES = ("build_seconds", "test_seconds", "measure_seconds")
+
+
 def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -273,6 +305,11 @@ def _row(outcome: Outcome, name: str, ran: bool) -> StackRow:
         if isinstance(lv, dict) and "level" in lv
     }
     packages = [p for p in _list(report.get("packages")) if isinstance(p, dict)]
+    times = {
+        str(lv["level"]): {k: float(lv[k]) for k in _TIMES if isinstance(lv.get(k), int | float)}
+        for lv in _list(report.get("levels"))
+        if isinstance(lv, dict) and "level" in lv
+    }
     shipped = _list(report.get("shipped_levels"))
     return StackRow(
         outcome.recipe,
@@ -286,4 +323,5 @@ def _row(outcome: Outcome, name: str, ran: bool) -> StackRow:
         speedups=speedups,
         package_bytes=sum(int(p.get("size") or 0) for p in packages),
         directory=name,
+        times=times,
     )

@@ -56,6 +56,12 @@ def build_bundle(data: bytes, member: str, label: str, options: Options) -> Outc
         shutil.rmtree(work, ignore_errors=True)
 
 
+def worker_level() -> str:
+    """This worker's x86-64 level, as its builds will plan and measure with it (asked of
+    every worker by the client, to place sources where the most levels can be measured)."""
+    return host_cpu().level
+
+
 def _build(recipe_path: Path, out: Path, options: Options) -> tuple[str, str]:
     quiet = Console(file=io.StringIO())
     recipe = load_recipe(recipe_path)
