@@ -12,8 +12,9 @@ benchmark in one interleaved (serpentine) run, on this machine:
 * ``deepdeb``        deepdeb's packages, the loader picking the variant for this CPU;
 * ``native-O3``      ``-march=native -O3``: the limit of a build for this one machine.
 
-Every build runs its own programs with its own libraries. A build that fails, or whose
-package tests fail, is reported and not measured (no distribution would ship it). Ratios
+Every build runs its own programs with its own libraries. The comparison builds skip the
+package's own tests unless ``--check`` is given (deepdeb's levels are always tested); a
+build that fails, or whose tests fail, is reported and not measured. Ratios
 are stock median / build median; the summary gives geometric means over the sources
 where the build was measured. Each source's result is kept in ``--results`` and reused
 on a rerun while its packages and recipe are the same. Usage:
@@ -79,6 +80,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--scheduler", default=None)
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="run the package's own tests in the comparison builds too (hours for some "
+        "sources: lz4's fuzzers, opus' test vectors); deepdeb's levels are always tested",
+    )
     parser.add_argument(
         "--build-deps",
         action="store_true",
@@ -150,7 +157,7 @@ def _compare_cached(row: StackRow, args: argparse.Namespace, console: Console) -
     except (OSError, ValueError):
         pass
     console.print(f"[bold]{row.source} {row.version}[/bold]: comparison builds and measurement")
-    result = compare(row, args.out / row.directory, args.repeat, console)
+    result = compare(row, args.out / row.directory, args.repeat, console, args.check)
     result["key"] = key
     atomic_write_text(saved, json.dumps(result, indent=2) + "\n")
     return result
@@ -165,11 +172,14 @@ def _key(row: StackRow, args: argparse.Namespace) -> str:
         digest.update(path.relative_to(recipe_dir).as_posix().encode() + path.read_bytes())
     for deb in sorted((args.out / row.directory).glob("*.deb")):
         digest.update(deb.name.encode() + deb.read_bytes())
-    digest.update(json.dumps([args.repeat, flat_flags(), host_cpu().microarchitecture]).encode())
+    settings = [args.repeat, args.check, flat_flags(), host_cpu().microarchitecture]
+    digest.update(json.dumps(settings).encode())
     return digest.hexdigest()
 
 
-def compare(row: StackRow, built: Path, repeat: int, console: Console) -> dict[str, Any]:
+def compare(
+    row: StackRow, built: Path, repeat: int, console: Console, check: bool
+) -> dict[str, Any]:
     """Build the comparison builds of one source and measure all five side by side."""
     recipe = load_recipe(Path(row.recipe))
     assert isinstance(recipe, IsaRecipe), f"{row.recipe}: a stack recipe needs [benchmark]"
@@ -192,9 +202,10 @@ def compare(row: StackRow, built: Path, repeat: int, console: Console) -> dict[s
         with sandbox.run_limits():
             for name, flags in flat_flags().items():
                 console.print(f"  building {name}: {flags}")
-                variant = build_with_flags(package, name, flags, work / "builds")
+                variant = build_with_flags(package, name, flags, work / "builds", check=check)
                 variants[name] = variant
                 result["builds"][name] = _build_record(variant)
+                result["builds"][name]["tests"] = "run" if check else "not run (nocheck)"
         names = [p["package"] for p in report["packages"] if _runtime_package(p)]
         stock = _stock(
             names, _stock_version(variants, report, recipe.version_suffix), work / "stock"

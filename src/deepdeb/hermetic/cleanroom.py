@@ -328,7 +328,10 @@ def install_packages(
     network, so that their maintainer scripts cannot reach anything. Returns apt's result;
     the caller decides what a failure means.
     """
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends"]
+    # --allow-downgrades: a recipe may pin a release older than the root's (the archive's
+    # point-release or security update of the same package); the files given are what is
+    # being checked, so they replace it.
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "--allow-downgrades"]
     install += [f"/deepdeb-debs/{d.name}" for d in debs] + list(extra)
     binds = [*apt_cache_binds(), *deb_binds(debs)]
     with apt_cache_lock():

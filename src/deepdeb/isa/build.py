@@ -92,13 +92,17 @@ def build_environment(level: str, isa: Isa, jobs: int, base: dict[str, str]) -> 
     return flags_environment(flags, jobs, base)
 
 
-def flags_environment(flags: str, jobs: int, base: dict[str, str]) -> dict[str, str]:
+def flags_environment(
+    flags: str, jobs: int, base: dict[str, str], options: tuple[str, ...] = ()
+) -> dict[str, str]:
     """Environment for dpkg-buildpackage with ``flags`` appended to every language's
-    flags (none: the stock build), whatever the caller's environment appended before."""
+    flags (none: the stock build), whatever the caller's environment appended before;
+    ``options`` are added to DEB_BUILD_OPTIONS."""
     env = dict(base)
     env["LC_ALL"] = "C.UTF-8"
-    options = [o for o in env.get("DEB_BUILD_OPTIONS", "").split() if not o.startswith("parallel=")]
-    env["DEB_BUILD_OPTIONS"] = " ".join([*options, f"parallel={jobs}"])
+    kept = [o for o in env.get("DEB_BUILD_OPTIONS", "").split() if not o.startswith("parallel=")]
+    kept += [o for o in options if o not in kept]
+    env["DEB_BUILD_OPTIONS"] = " ".join([*kept, f"parallel={jobs}"])
     for var in FLAG_VARIABLES:
         env.pop(f"DEB_{var}_APPEND", None)
         if flags:
@@ -289,6 +293,7 @@ def _build_one(
     cancel: threading.Event,
     clean: CleanRoot | None,
     may_fail: bool,
+    options: tuple[str, ...] = (),
 ) -> VariantBuild:
     directory = clean.build_dir(level) if clean else root / level
     directory.mkdir(parents=True)
@@ -300,7 +305,7 @@ def _build_one(
     log = root.parent / "logs" / f"{level}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     attempts_log = private / "network-attempts.jsonl"
-    env = flags_environment(flags, jobs, dict(os.environ))
+    env = flags_environment(flags, jobs, dict(os.environ), options)
     # Rebuilt levels only need the architecture-dependent packages.
     cmd = ["dpkg-buildpackage", "-b" if level == BASELINE else "-B", "--no-sign", "--no-pre-clean"]
     log.write_text(f"# deepdeb: {' '.join(cmd)}\n# flags appended: {flags or '(none)'}\n")
@@ -453,17 +458,19 @@ def build_with_flags(
     root: Path,
     progress: Progress = lambda name, what: None,
     cpus: int | None = None,
+    check: bool = True,
 ) -> VariantBuild:
     """One sandboxed build of the source's architecture-dependent packages with ``flags``
     appended to all of it, programs included: a flat rebuild, as a distribution that
     raised its whole baseline would ship, for comparison with deepdeb's packages.
+    ``check=False`` skips the package's own tests (DEB_BUILD_OPTIONS=nocheck).
 
     It never raises for the package's own failures: a build that fails has ``built``
     False, one whose tests fail ``tests_passed`` False, with the reason in ``failure``.
     """
     return _build_one(
         package, name, root, flags, cpus or os.cpu_count() or 1, progress, threading.Event(),
-        None, may_fail=True,
+        None, may_fail=True, options=() if check else ("nocheck",),
     )  # fmt: skip
 
 

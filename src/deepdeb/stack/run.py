@@ -202,7 +202,11 @@ def _run(
             except Exception as e:  # a bug, or a worker that kept dying: the source fails
                 bundle = todo[i][0]
                 outcome = Outcome(_label(bundle.recipe), False, error=f"{type(e).__name__}: {e}")
-            state = "ok" if outcome.ok else "FAILED"
+            state = (
+                "ok"
+                if outcome.ok
+                else "FAILED: " + (outcome.error.strip().splitlines() or ["?"])[0]
+            )
             progress.console.print(f"{outcome.recipe}: {state} ({outcome.seconds:.0f} s)")
             progress.advance(task)
             yield i, outcome
