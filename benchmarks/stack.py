@@ -43,11 +43,12 @@ from rich.table import Table
 
 from deepdeb.cpu.levels import compiler_flags, host_cpu
 from deepdeb.debian.target import GCC_VERSION
+from deepdeb.errors import BenchmarkError, DeepdebError
 from deepdeb.hermetic import sandbox
 from deepdeb.isa.build import VariantBuild, build_with_flags
 from deepdeb.isa.measure import Runtime, run_benchmarks, runtime_from_debs
 from deepdeb.recipe.load import load_recipe
-from deepdeb.recipe.model import IsaRecipe
+from deepdeb.recipe.model import Benchmark, IsaRecipe
 from deepdeb.report.html import comparison_section, render_stack
 from deepdeb.report.schema import StackRow
 from deepdeb.sources.fetch import obtain
@@ -157,7 +158,11 @@ def _compare_cached(row: StackRow, args: argparse.Namespace, console: Console) -
     except (OSError, ValueError):
         pass
     console.print(f"[bold]{row.source} {row.version}[/bold]: comparison builds and measurement")
-    result = compare(row, args.out / row.directory, args.repeat, console, args.check)
+    try:
+        result = compare(row, args.out / row.directory, args.repeat, console, args.check)
+    except (DeepdebError, subprocess.CalledProcessError, OSError) as e:  # the others go on
+        console.print(f"[red]{row.source}: comparison failed: {e}[/red]")
+        return {"recipe": row.recipe, "source": row.source, "status": "failed", "error": str(e)}
     result["key"] = key
     atomic_write_text(saved, json.dumps(result, indent=2) + "\n")
     return result
@@ -225,6 +230,11 @@ def compare(
             elif result["builds"][name]["status"] == "ok":
                 debs = [d for n, d in sorted(variants[name].debs.items()) if n in names]
                 runtimes[name] = runtime_from_debs(debs, work / "rt" / name)
+        for name in list(runtimes)[1:]:  # a build that crashes is reported, not measured
+            why = _smoke(recipe.benchmark, runtimes[name], recipe.directory, work, name)
+            if why:
+                result["builds"][name]["status"] = f"benchmark fails: {why}"
+                del runtimes[name]
         console.print(f"  measuring {', '.join(runtimes)} ({repeat} interleaved rounds)")
         bench = replace(recipe.benchmark, repeat=repeat)
         times = run_benchmarks(
@@ -237,6 +247,23 @@ def compare(
         record["median_s"] = round(medians[name], 5)
         record["speedup_vs_stock"] = round(medians["stock"] / medians[name], 4)
     return result
+
+
+def _smoke(benchmark: Benchmark, runtime: Runtime, cwd: Path, work: Path, name: str) -> str | None:
+    """One untimed run of the benchmark with one build: why it fails, or None. Without
+    the package's tests (nocheck), this is where a miscompiled build shows (libvorbis at
+    -march=native -O3 dies of a segmentation fault)."""
+    try:
+        run_benchmarks(
+            replace(benchmark, repeat=1, warmup=0),
+            {name: runtime},
+            cwd,
+            work / f"smoke-{name}",
+            own_programs=True,
+        )
+    except BenchmarkError as e:
+        return str(e).splitlines()[-1] if str(e).strip() else "failed"
+    return None
 
 
 def _bytes(files: list[Path]) -> int:
@@ -280,13 +307,25 @@ def _stock_version(
 
 
 def _stock(names: list[str], versions: dict[str, str], dest: Path) -> list[Path]:
+    """The archive's packages of this source version: the same version, or a binNMU of it
+    (``1.0.8-5+b1``, rebuilt by the archive without a source change)."""
     dest.mkdir(parents=True)
-    subprocess.run(
-        ["apt-get", "download", "-q", *(f"{n}={versions[n]}" for n in names)],
-        cwd=dest,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    for name in names:
+        madison = run(["apt-cache", "madison", name], check=False).stdout
+        known = [  # binary packages only: a source of the same name is listed too
+            line.split("|")[1].strip()
+            for line in madison.splitlines()
+            if line.count("|") == 2 and line.rstrip().endswith("Packages")
+        ]
+        wanted = versions[name]
+        binnmus = sorted(v for v in known if v.startswith(wanted + "+b"))
+        version = wanted if wanted in known or not binnmus else binnmus[-1]
+        subprocess.run(
+            ["apt-get", "download", "-q", f"{name}={version}"],
+            cwd=dest,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return sorted(dest.glob("*.deb"))
 
 

@@ -126,7 +126,7 @@ def _gains_figure(sources: list[tuple[StackRow, dict[str, Any]]]) -> str:
     values = [g for g, _ in gains]
     ax.barh([n for _, n in gains], values, color=[_KEPT if g > 1.0 else _DROPPED for g in values])
     ax.axvline(1.0, color="#555", linewidth=1)
-    ax.set_xlabel("best kept speedup over the stock build (1.00x: nothing shipped)")
+    ax.set_xlabel("best kept speedup over the baseline rebuild (1.00x: nothing shipped)")
     geomean = statistics.geometric_mean(values)
     ax.set_title(f"gains across the stack (geometric mean {geomean:.2f}x)")
     return _figure("stack-gains", "Distribution of gains across the stack", _svg(fig))
