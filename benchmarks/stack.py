@@ -294,13 +294,13 @@ def _build_record(variant: VariantBuild) -> dict[str, Any]:
 def _stock_version(
     variants: dict[str, VariantBuild], report: dict[str, Any], suffix: str
 ) -> dict[str, str]:
-    """Each binary package's version in the archive: what the comparison builds (stock
-    flags' versions) say, else deepdeb's version less its suffix."""
+    """Each binary package's version in the archive: what a comparison build (stock
+    versions, whatever its flags) says, else deepdeb's version less its suffix."""
     versions: dict[str, str] = {}
-    for variant in variants.values():
-        for name, deb in variant.debs.items():
-            if deb.suffix == ".deb":
-                versions[name] = run(["dpkg-deb", "-f", str(deb), "Version"]).stdout.strip()
+    built = next((v for v in variants.values() if v.debs), None)  # all three agree
+    for name, deb in (built.debs if built else {}).items():
+        if deb.suffix == ".deb":
+            versions[name] = run(["dpkg-deb", "-f", str(deb), "Version"]).stdout.strip()
     for p in report["packages"]:
         versions.setdefault(str(p["package"]), str(p["version"]).removesuffix(suffix))
     return versions

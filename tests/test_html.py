@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,3 +106,37 @@ def test_the_report_renders_in_a_browser(tmp_path: Path) -> None:
     assert pixels.shape[0] >= 1000 and pixels.std() > 0.05  # drawn, not one colour
     green = (abs(pixels[..., 0] - 0x2E / 255) < 0.02) & (abs(pixels[..., 1] - 0x7D / 255) < 0.02)
     assert green.sum() > 500  # the kept level's bar is on screen
+
+
+def test_the_comparison_section_plots_and_tables_every_measured_build(tmp_path: Path) -> None:
+    """benchmarks/stack.py's section: one bar per build and source, a table cell per build,
+    a build that was not measured shown as such with its reason."""
+    from deepdeb.report.html import comparison_section
+
+    builds = {
+        "stock": {"status": "ok", "speedup_vs_stock": 1.0},
+        "flat-v3-O2": {"status": "ok", "speedup_vs_stock": 1.1},
+        "flat-v3-O3": {"status": "ok", "speedup_vs_stock": 1.25},
+        "deepdeb": {"status": "ok", "speedup_vs_stock": 1.3},
+        "native-O3": {"status": "benchmark fails: Segmentation fault"},
+    }
+    results: list[dict[str, Any]] = [
+        {"source": "vecmath", "status": "ok", "builds": builds},
+        {"recipe": "broken.toml", "status": "failed", "error": "no"},
+    ]
+    summary = {"geomean_vs_stock": {"deepdeb": 1.3, "flat-v3-O2": 1.1}}
+    section = comparison_section(results, summary)
+    assert 'id="comparison"' in section and "<svg" in section
+    assert "deepdeb 1.300x" in section and "broken.toml" not in section
+    cells = re.findall(r'<td class="num" title="([^"]*)">([^<]*)</td>', section)
+    assert cells == [
+        ("ok", "1.10x"),
+        ("ok", "1.25x"),
+        ("ok", "1.30x"),
+        ("benchmark fails: Segmentation fault", "-"),
+    ]
+    assert comparison_section(results[1:], {}) == ""
+    html_file = tmp_path / "r.html"
+    html_file.write_text(render_stack(stack(tmp_path), tmp_path, extra=section))
+    page = html_file.read_text()  # ids are unique in the page
+    assert page.count('id="comparison"') == page.count('id="comparison-table"') == 1

@@ -28,9 +28,9 @@ from deepdeb.isa.assemble import addon_control, hwcaps_path, require_glibc, rewr
 from deepdeb.isa.build import (
     TEST_STEPS,
     StepClock,
-    build_environment,
     failed_in_tests,
     flags_environment,
+    level_flags,
 )
 from deepdeb.isa.measure import decide, round_order
 from deepdeb.isa.verify import (
@@ -108,11 +108,13 @@ def test_target_gcc_is_the_one_installed() -> None:
 
 def test_build_environment_appends_flags_for_every_language() -> None:
     isa = Isa(levels=("x86-64-v3",), profile="-O3")
-    env = build_environment("x86-64-v3", isa, 2, {"DEB_BUILD_OPTIONS": "nocheck parallel=9"})
+    env = flags_environment(
+        level_flags("x86-64-v3", isa), 2, {"DEB_BUILD_OPTIONS": "nocheck parallel=9"}
+    )
     for var in ("CFLAGS", "CXXFLAGS", "FFLAGS", "FCFLAGS"):
         assert env[f"DEB_{var}_APPEND"] == "-march=x86-64-v3 -mtune=generic -mneeded -O3"
     assert env["DEB_BUILD_OPTIONS"] == "nocheck parallel=2"
-    base = build_environment(BASELINE, isa, 1, {"DEB_CFLAGS_APPEND": "-O0"})
+    base = flags_environment(level_flags(BASELINE, isa), 1, {"DEB_CFLAGS_APPEND": "-O0"})
     assert "DEB_CFLAGS_APPEND" not in base  # the baseline is the stock build
 
 

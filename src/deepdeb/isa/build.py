@@ -86,10 +86,9 @@ def check_build_deps(tree: Path, label: str) -> None:
     raise BuildError(BASELINE, tree / "debian" / "control", proc.stderr.strip(), "cannot start")
 
 
-def build_environment(level: str, isa: Isa, jobs: int, base: dict[str, str]) -> dict[str, str]:
-    """Environment for dpkg-buildpackage at one level (the baseline gets no extra flags)."""
-    flags = compiler_flags(level, isa.tune, isa.profile, gcc_version=GCC_VERSION)
-    return flags_environment(flags, jobs, base)
+def level_flags(level: str, isa: Isa) -> str:
+    """The flags a level's build appends, for the release's GCC (none for the baseline)."""
+    return compiler_flags(level, isa.tune, isa.profile, gcc_version=GCC_VERSION)
 
 
 def flags_environment(
@@ -422,7 +421,7 @@ def build_all(
                 package,
                 level,
                 root,
-                compiler_flags(level, isa.tune, isa.profile, gcc_version=GCC_VERSION),
+                level_flags(level, isa),
                 jobs,
                 progress,
                 cancel,

@@ -93,9 +93,19 @@ def _best(row: StackRow) -> float | None:
     return max((v for v in kept if v is not None), default=None)
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend: no display, every figure becomes SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _svg(fig: Any) -> str:
     """A matplotlib figure as inline SVG (the XML prologue dropped)."""
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     buffer = io.StringIO()
     metadata = {"Creator": None, "Date": None, "Format": None, "Type": None}  # no dates
@@ -114,10 +124,7 @@ def _figure(figure_id: str, caption: str, svg: str) -> str:
 
 def _gains_figure(sources: list[tuple[StackRow, dict[str, Any]]]) -> str:
     """The stack's distribution: each source's best kept speedup, 1.00x where none was."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     gains = sorted(((_best(row) or 1.0), row.source or row.recipe) for row, _ in sources)
     if not gains:
@@ -150,7 +157,7 @@ def _source_section(row: StackRow, data: dict[str, Any]) -> str:
 def _speedup_figure(row: StackRow, data: dict[str, Any], levels: list[dict[str, Any]]) -> str:
     """Speedup per level (the median's), the spread of the runs as an error bar, the
     recipe's min_speedup as a line; kept levels in green."""
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     baseline = next((lv for lv in levels if lv.get("level") == "x86-64"), None)
     base = baseline.get("median_s") if baseline else None
@@ -223,10 +230,7 @@ _COMPARED_COLOURS = ("#90caf9", "#1565c0", "#2e7d32", "#f9a825")
 def comparison_section(results: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     """Each source's speedup over the stock packages for the flat rebuilds, deepdeb's
     packages and a native build, side by side (what benchmarks/stack.py measured)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     good = [r for r in results if r.get("status") == "ok"]
     if not good:
@@ -248,7 +252,7 @@ def comparison_section(results: list[dict[str, Any]], summary: dict[str, Any]) -
     ax.set_title(
         "geometric means: " + ", ".join(f"{n} {geo[n]:.3f}x" for n in _COMPARED if n in geo)
     )
-    rows = ['<table id="comparison"><tr><th>source</th>']
+    rows = ['<table id="comparison-table"><tr><th>source</th>']
     rows[0] += "".join(f"<th>{n}</th>" for n in _COMPARED) + "</tr>"
     for r in good:
         cells = []

@@ -303,17 +303,13 @@ def _list(value: object) -> list[Any]:
 def _row(outcome: Outcome, name: str, ran: bool) -> StackRow:
     """The row of a good outcome, from the report.json its build wrote."""
     report = outcome.report
-    speedups = {
-        str(lv["level"]): lv.get("speedup")
-        for lv in _list(report.get("levels"))
-        if isinstance(lv, dict) and "level" in lv
-    }
-    packages = [p for p in _list(report.get("packages")) if isinstance(p, dict)]
+    levels = [lv for lv in _list(report.get("levels")) if isinstance(lv, dict) and "level" in lv]
+    speedups = {str(lv["level"]): lv.get("speedup") for lv in levels}
     times = {
         str(lv["level"]): {k: float(lv[k]) for k in _TIMES if isinstance(lv.get(k), int | float)}
-        for lv in _list(report.get("levels"))
-        if isinstance(lv, dict) and "level" in lv
+        for lv in levels
     }
+    packages = [p for p in _list(report.get("packages")) if isinstance(p, dict)]
     shipped = _list(report.get("shipped_levels"))
     return StackRow(
         outcome.recipe,
