@@ -31,6 +31,8 @@ def print_report(report: BuildReport, console: Console) -> None:
     """What ``deepdeb build`` shows: the levels, the packages, then every caveat a
     maintainer must see before publishing (licence, unreachable variants, network use)."""
     console.print(_levels_table(report))
+    if report.build:
+        console.print(_times_table(report))
     console.print(_packages_table(report))
     if report.licence is not None:
         lic = report.licence
@@ -64,16 +66,14 @@ def _levels_table(report: BuildReport) -> Table:
     levels = Table(
         title=f"{report.source_name} {report.source_version}: ISA levels, built on the {where}"
     )
-    for col in ("level", "build (tests)", "measure", "tests", "median", "speedup", "kept", "why"):
-        right = col in ("median", "speedup", "build (tests)", "measure")
-        levels.add_column(col, justify="right" if right else "left")
+    for col in ("level", "build", "tests", "median", "speedup", "kept", "why"):
+        levels.add_column(col, justify="right" if col in ("median", "speedup") else "left")
     for r in report.levels:
         build = report.build.get(r.level, {})
         tests = "-" if not r.built else "pass" if r.tests_passed else "[red]FAIL[/red]"
         levels.add_row(
             r.level,
-            _build_time(build),
-            f"{build['measure_seconds']:.0f}s" if build.get("measure_seconds") else "-",
+            f"{build['build_seconds']:.0f}s" if "build_seconds" in build else "-",
             tests,
             f"{r.median * 1000:.1f} ms" if r.median is not None else "-",
             f"{r.speedup:.2f}x" if r.speedup is not None else "-",
@@ -83,12 +83,23 @@ def _levels_table(report: BuildReport) -> Table:
     return levels
 
 
-def _build_time(build: dict[str, Any]) -> str:
-    """A level's build time, and in brackets the part its own test suite took."""
-    if "build_seconds" not in build:
-        return "-"
-    tests = build.get("test_seconds")
-    return f"{build['build_seconds']:.0f}s" + (f" ({tests:.0f}s)" if tests else "")
+def _times_table(report: BuildReport) -> Table:
+    """Where each level's time went: its build, of which its own tests, and measuring it
+    (a table of its own: the levels table's reasons need the terminal's width)."""
+    times = Table(title="time per level")
+    for col in ("level", "build", "of which tests", "measure"):
+        times.add_column(col, justify="left" if col == "level" else "right")
+    for level, build in report.build.items():
+        times.add_row(level, *(_seconds(build, k) for k in _TIME_KEYS))
+    return times
+
+
+_TIME_KEYS = ("build_seconds", "test_seconds", "measure_seconds")
+
+
+def _seconds(build: dict[str, Any], key: str) -> str:
+    value = build.get(key)
+    return f"{value:.0f}s" if isinstance(value, int | float) else "-"
 
 
 def _packages_table(report: BuildReport) -> Table:
