@@ -24,7 +24,7 @@ from conftest import (
     vecmath_recipe,
 )
 
-from deepdeb.cpu.levels import LEVELS, host_cpu, level_features
+from deepdeb.cpu.levels import BASELINE, LEVELS, host_cpu, level_features
 from deepdeb.debian.elf import read_elf
 from deepdeb.errors import (
     BenchmarkError,
@@ -306,11 +306,19 @@ def test_a_failed_level_stops_the_running_builds_whole(tmp_path: Path) -> None:
 
 
 def test_level_whose_tests_fail_is_dropped(tmp_path: Path) -> None:
+    """v3 is measured faster, so its deferred tests run, fail and drop it; v2, not faster,
+    never runs its tests; the baseline always does."""
     report = build("fmastrict.toml", tmp_path / "out")
     by = {r.level: r for r in report.levels}
+    assert by["x86-64-v3"].measured and by["x86-64-v3"].speedup > 1.3
     assert by["x86-64-v3"].tests_passed is False and not by["x86-64-v3"].kept
     assert "tests fail" in by["x86-64-v3"].reason
-    assert by["x86-64-v2"].tests_passed is True and by["x86-64-v2"].measured
+    assert by["x86-64-v2"].measured and not by["x86-64-v2"].kept
+    assert by["x86-64-v2"].tests_passed is None and "min_speedup" in by["x86-64-v2"].reason
+    assert report.build["x86-64-v2"]["tests_run"] is False
+    assert report.build["x86-64-v3"]["tests_run"] is True
+    assert report.build["x86-64-v3"]["test_seconds"] > 0
+    assert report.shipped_levels == [BASELINE]
     log = (out_dir(report) / "logs" / "x86-64-v3.log").read_text()
     assert "multiply-add was fused" in log
     assert "multiply-add was fused" in report.build["x86-64-v3"]["tests_log_tail"]

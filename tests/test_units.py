@@ -32,7 +32,7 @@ from deepdeb.isa.build import (
     flags_environment,
     level_flags,
 )
-from deepdeb.isa.measure import decide, round_order
+from deepdeb.isa.measure import decide, round_order, rounds_needed, sign_test
 from deepdeb.isa.verify import (
     expected_file,
     hwcaps_mask_option,
@@ -178,16 +178,18 @@ def levels(*names: str) -> list[LevelResult]:
 def test_decide_keeps_levels_that_pay() -> None:
     results = levels(BASELINE, "x86-64-v2", "x86-64-v3", "x86-64-v4")
     times = {
-        BASELINE: [1.0, 1.1, 0.9],
-        "x86-64-v2": [0.99, 1.0, 1.01],  # 1.0x: dropped
-        "x86-64-v3": [0.5, 0.5, 0.6],  # 2.0x: kept
-        "x86-64-v4": [0.49, 0.49, 0.5],  # 2.04x overall, but only 1.02x over v3: dropped
+        BASELINE: [1.0, 1.1, 0.9, 1.0, 1.0],
+        "x86-64-v2": [0.99, 1.0, 1.01, 1.0, 1.0],  # 1.0x: dropped
+        "x86-64-v3": [0.5, 0.5, 0.6, 0.5, 0.5],  # 2.0x: kept
+        "x86-64-v4": [0.49, 0.49, 0.5, 0.49, 0.49],  # only 1.02x over v3: dropped
     }
     decide(results, times, 1.05)
     by = {r.level: r for r in results}
     assert by[BASELINE].kept and by[BASELINE].speedup == 1.0
     assert not by["x86-64-v2"].kept and "below min_speedup 1.05" in by["x86-64-v2"].reason
     assert by["x86-64-v3"].kept and by["x86-64-v3"].speedup == pytest.approx(2.0)
+    assert by["x86-64-v3"].faster_rounds == 5 and by["x86-64-v3"].p_value == 1 / 32
+    assert "in 5 of 5 rounds" in by["x86-64-v3"].reason
     assert not by["x86-64-v4"].kept
     assert by["x86-64-v4"].gain_over_lower == pytest.approx(1.0 / 0.49 / 2.0)
     assert "over the level below it" in by["x86-64-v4"].reason
@@ -195,10 +197,54 @@ def test_decide_keeps_levels_that_pay() -> None:
 
 def test_decide_v4_must_beat_the_kept_level_not_the_dropped_one() -> None:
     results = levels(BASELINE, "x86-64-v3", "x86-64-v4")
-    decide(results, {BASELINE: [3.0], "x86-64-v3": [2.0], "x86-64-v4": [1.0]}, 1.05)
+    decide(results, {BASELINE: [3.0] * 5, "x86-64-v3": [2.0] * 5, "x86-64-v4": [1.0] * 5}, 1.05)
     by = {r.level: r for r in results}
     assert by["x86-64-v3"].kept and by["x86-64-v4"].kept
     assert by["x86-64-v4"].gain_over_lower == pytest.approx(2.0)
+
+
+def test_a_median_gain_that_the_rounds_do_not_confirm_is_noise() -> None:
+    """1.25x in the median, but faster in only 3 of 5 paired rounds: a gain the machine's
+    noise explains (p = 0.5) is not shipped; the same median with every round won is."""
+    base = [1.0, 1.0, 1.0, 1.0, 1.0]
+    noisy = [0.8, 1.3, 0.7, 1.2, 0.8]
+    steady = [0.8, 0.81, 0.79, 0.8, 0.8]
+    results = levels(BASELINE, "x86-64-v3")
+    decide(results, {BASELINE: base, "x86-64-v3": noisy}, 1.05)
+    v3 = results[1]
+    assert v3.speedup == pytest.approx(1.25) and not v3.kept
+    assert v3.faster_rounds == 3 and v3.p_value == pytest.approx(0.5)
+    assert "in only 3 of 5 rounds" in v3.reason and "not beyond the noise" in v3.reason
+    results = levels(BASELINE, "x86-64-v3")
+    decide(results, {BASELINE: base, "x86-64-v3": steady}, 1.05)
+    assert results[1].kept
+
+
+def test_a_higher_level_must_win_its_rounds_against_the_level_below() -> None:
+    """v4 is 1.2x over v3 in the median, but the rounds against v3 are a coin toss."""
+    results = levels(BASELINE, "x86-64-v3", "x86-64-v4")
+    times = {
+        BASELINE: [2.0] * 5,
+        "x86-64-v3": [1.0, 1.0, 1.0, 1.0, 1.0],
+        "x86-64-v4": [0.8, 1.1, 0.8, 1.1, 0.8],
+    }
+    decide(results, times, 1.05)
+    v4 = results[2]
+    assert not v4.kept and "faster than x86-64-v3 in only 3 of 5" in v4.reason
+
+
+def test_too_few_rounds_keep_nothing() -> None:
+    results = levels(BASELINE, "x86-64-v3")
+    decide(results, {BASELINE: [2.0] * 3, "x86-64-v3": [1.0] * 3}, 1.05)
+    assert not results[1].kept and "repeat must be at least 5" in results[1].reason
+
+
+def test_sign_test() -> None:
+    assert sign_test([1.0] * 5, [0.5] * 5) == (5, 1 / 32)
+    assert sign_test([1.0] * 5, [1.0] * 5) == (0, 1.0)  # ties are losses
+    wins, p = sign_test([1.0] * 15, [0.9] * 12 + [1.1] * 3)
+    assert wins == 12 and p == pytest.approx(576 / 32768)
+    assert rounds_needed(0.05) == 5 and rounds_needed(0.01) == 7
 
 
 def test_decide_leaves_unmeasurable_levels_with_their_reason() -> None:

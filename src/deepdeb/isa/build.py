@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -24,6 +25,7 @@ from pathlib import Path
 from debian.deb822 import Deb822
 
 from deepdeb.cpu.levels import BASELINE, BuildPlan, compiler_flags
+from deepdeb.cpu.quiet import building
 from deepdeb.debian.debpkg import elf_files, extract
 from deepdeb.debian.elf import read_elf
 from deepdeb.debian.target import GCC_VERSION
@@ -59,6 +61,16 @@ class VariantBuild:
     failure: str = ""  # why it did not build, or why its tests failed
     network_attempts: list[NetworkAttempt] = field(default_factory=list)
     debs: dict[str, Path] = field(default_factory=dict)  # binary package -> .deb or .ddeb
+    tests_run: bool = True  # False: built with nocheck, its tests wait for run_tests
+    tree: Path | None = None  # the unpacked, built source, where run_tests runs them
+    jobs: int = 1
+
+
+def uses_dh(tree: Path) -> bool:
+    """Does debian/rules hand its targets to dh? Only then can the tests be run on their
+    own after the build (see :func:`run_tests`)."""
+    rules = (tree / "debian" / "rules").read_text(errors="replace")
+    return re.search(r"^\s+dh\s+\$[@(]", rules, re.M) is not None
 
 
 def architecture_dependent(tree: Path) -> bool:
@@ -282,6 +294,26 @@ def _run_logged(
     return proc.returncode
 
 
+def _jail(
+    cmd: list[str],
+    env: dict[str, str],
+    directory: Path,
+    tree: Path,
+    private: Path,
+    attempts_fd: int,
+    clean: CleanRoot | None,
+) -> tuple[sandbox.Jail, dict[str, str]]:
+    """The sandbox a level's build (or its tests) runs in, and the environment it gets."""
+    env = dict(env)
+    if clean:
+        inside = Path(clean.inside(tree))
+        jail = sandbox.wrap_chroot(cmd, clean.path, directory, inside, attempts_fd, private)
+        env["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+    else:
+        jail = sandbox.wrap(cmd, directory, tree, attempts_fd, private)
+    return jail, sandbox.scrubbed_env(env, home=Path(sandbox.HOME), tmp=Path("/tmp"))
+
+
 def _build_one(
     package: SourcePackage,
     level: str,
@@ -311,13 +343,7 @@ def _build_one(
     attempts_fd = sandbox.open_attempts(attempts_log)
     limits = sandbox.current_limits()
     try:
-        if clean:
-            inside = Path(clean.inside(tree))
-            jail = sandbox.wrap_chroot(cmd, clean.path, directory, inside, attempts_fd, private)
-            env["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-        else:
-            jail = sandbox.wrap(cmd, directory, tree, attempts_fd, private)
-        env = sandbox.scrubbed_env(env, home=Path(sandbox.HOME), tmp=Path("/tmp"))
+        jail, env = _jail(cmd, env, directory, tree, private, attempts_fd, clean)
         start = time.monotonic()
         clock = StepClock()
 
@@ -326,7 +352,8 @@ def _build_one(
             progress(level, step)
 
         try:
-            status = _run_logged(jail, tree, env, log, on_step, cancel, directory, limits)
+            with building():
+                status = _run_logged(jail, tree, env, log, on_step, cancel, directory, limits)
         except _OutOfDisk as e:
             cancel.set()
             raise BuildError(level, log, tail(log), f"was stopped: {e}") from None
@@ -337,6 +364,8 @@ def _build_one(
     result = VariantBuild(level, directory, log, flags, tests_passed=True, seconds=seconds)
     result.test_seconds = clock.seconds(TEST_STEPS)
     result.network_attempts = sandbox.read_attempts(attempts_log)
+    result.tests_run = "nocheck" not in options
+    result.tree, result.jobs = tree, jobs
     if status != 0:
         text = tail(log, 400)
         in_tests = failed_in_tests(text)
@@ -398,8 +427,14 @@ def build_all(
     progress: Progress,
     cpus: int | None = None,
     clean: CleanRoot | None = None,
+    defer_tests: bool = False,
 ) -> dict[str, VariantBuild]:
     """Build the baseline and every planned level, in parallel on all cores.
+
+    With ``defer_tests``, the levels that will be measured build with nocheck: their tests
+    wait for :func:`run_tests`, which runs them only for the levels worth shipping. The
+    baseline, always shipped, and levels above this CPU (never measured, so their tests are
+    the only sign of whether they run at all) build with their tests.
 
     With ``clean``, every level builds in that clean-room chroot (read-only, shared by the
     levels, each writing only its own ``/build/<level>``); otherwise on the host's system.
@@ -414,6 +449,10 @@ def build_all(
     workers = min(cpus, len(levels))
     jobs = max(1, cpus // workers)
     cancel = threading.Event()
+
+    def deferred(level: str) -> bool:
+        return defer_tests and level != BASELINE and level not in plan.may_fail
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
             level: pool.submit(
@@ -427,6 +466,7 @@ def build_all(
                 cancel,
                 clean,
                 level in plan.may_fail,
+                ("nocheck",) if deferred(level) else (),
             )
             for level in levels
         }
@@ -471,6 +511,112 @@ def build_with_flags(
         package, name, root, flags, cpus or os.cpu_count() or 1, progress, threading.Event(),
         None, may_fail=True, options=() if check else ("nocheck",),
     )  # fmt: skip
+
+
+# dh's plan of a build (DH_NO_ACT=1): one indented line per command, shell-quoted.
+_PLANNED = re.compile(r"^   (\S.*)$", re.M)
+
+
+def test_script(plan: str) -> str:
+    """The shell commands that run a package's own tests, from dh's plan of its build.
+
+    dh skips the test step entirely under nocheck, so the build's log never shows it; its
+    plan without nocheck does: ``dh_auto_test`` with the options dh gives every command
+    (``-a -O--buildsystem=cmake``), or ``debian/rules override_dh_auto_test[-arch]``. An
+    override is run the way dh runs it, with those options in DH_INTERNAL_OPTIONS so that
+    the ``dh_auto_test`` inside it sees them too. "" when the build has no test step.
+    """
+    lines = _PLANNED.findall(plan)
+    options: list[str] = []
+    for line in lines:
+        words = shlex.split(line)
+        if words[0].startswith("dh_"):
+            options = words[1:]
+            break
+    script = []
+    for line in lines:
+        words = shlex.split(line)
+        if words[0] == "dh_auto_test":
+            script.append(line)
+        elif words[:1] == ["debian/rules"] and words[1].startswith("override_dh_auto_test"):
+            internal = shlex.quote("\x1e".join(options))
+            script.append(
+                f"DH_INTERNAL_OPTIONS={internal} DH_INTERNAL_OVERRIDE=dh_auto_test {line}"
+            )
+    return "\n".join(script)
+
+
+def run_tests(
+    variant: VariantBuild,
+    progress: Progress = lambda level, what: None,
+    clean: CleanRoot | None = None,
+    jobs: int | None = None,
+) -> None:
+    """Run the package's own tests in the tree of a level built with nocheck, in place.
+
+    This is what lets a level be measured before its test suite runs, and the suite run
+    only for the levels worth shipping (a package's tests can take many times its build):
+    the tests run on the very build whose packages were measured and will be shipped. dh
+    is asked for its plan (DH_NO_ACT) and the test step of that plan is run, sandboxed like
+    the build, with the build's flags and without nocheck. The outcome is recorded in
+    ``variant`` as a build's would be: ``tests_passed``, ``failure``, ``tests_tail``.
+    """
+    if variant.tests_run or variant.tree is None:
+        return
+    tree, directory, log = variant.tree, variant.directory, variant.log
+    private = variant.log.parent.parent / "sandbox" / variant.level
+    attempts_log = private / "network-attempts.jsonl"
+    env = flags_environment(variant.flags, jobs or variant.jobs, dict(os.environ))
+    env["DEB_BUILD_OPTIONS"] = " ".join(
+        o for o in env["DEB_BUILD_OPTIONS"].split() if o != "nocheck"
+    )
+    target = "build" if variant.level == BASELINE else "build-arch"
+    limits = sandbox.current_limits()
+    attempts_fd = sandbox.open_attempts(attempts_log)
+    progress(variant.level, "tests")
+    start = time.monotonic()
+    try:
+        plan_log = private / "dh-plan.log"
+        plan_log.write_text("")
+        jail, jail_env = _jail(
+            ["env", "DH_NO_ACT=1", "debian/rules", target],
+            env, directory, tree, private, attempts_fd, clean,
+        )  # fmt: skip
+        status = _run_logged(
+            jail, tree, jail_env, plan_log, lambda step: None, threading.Event(), directory, limits
+        )
+        plan = plan_log.read_text(errors="replace")
+        script = test_script(plan)
+        with open(log, "a") as f:
+            f.write(f"\n# deepdeb: the package's tests, run after measuring:\n{script}\n")
+            if status != 0:
+                f.write(plan)
+                variant.failure = f"dh could not plan the tests at {variant.level}"
+        if script and status == 0:
+            body = f'set -e\neval "$(dpkg-buildflags --export=sh)"\n{script}\n'
+            jail, jail_env = _jail(
+                ["sh", "-c", body], env, directory, tree, private, attempts_fd, clean
+            )
+            with building():
+                status = _run_logged(
+                    jail, tree, jail_env, log, lambda step: None, threading.Event(),
+                    directory, limits,
+                )  # fmt: skip
+    except _OutOfDisk as e:
+        status, variant.failure = 1, f"the package's tests were stopped: {e}"
+    finally:
+        os.close(attempts_fd)
+    variant.tests_run = True
+    variant.test_seconds = round(time.monotonic() - start, 1)
+    variant.seconds += variant.test_seconds
+    variant.network_attempts = sandbox.read_attempts(attempts_log)
+    if status != 0:
+        variant.tests_passed = False
+        variant.failure = variant.failure or describe_failure(
+            variant.level, tail(log, 400), in_tests=True
+        )
+        variant.tests_tail = tail(log)
+    progress(variant.level, "done" if variant.tests_passed else "tests failed")
 
 
 def check_flags_applied(variant: VariantBuild, scratch: Path) -> None:

@@ -12,6 +12,7 @@ the median of the runs is compared.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import subprocess
@@ -20,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepdeb.cpu import quiet
 from deepdeb.cpu.levels import BASELINE, HostCpu, rank
 from deepdeb.debian.debpkg import elf_files, extract
 from deepdeb.debian.elf import read_elf
@@ -93,7 +95,8 @@ def run_benchmarks(
 
     The command is recipe code, so it runs sandboxed as the build user (no network,
     read-only system, a scrubbed environment) with ``scratch`` as its writable TMPDIR,
-    shared by all runs. ``own_programs``: see :func:`benchmark_env`.
+    shared by all runs. ``own_programs``: see :func:`benchmark_env`. It runs with the
+    machine to itself (:func:`deepdeb.cpu.quiet.measuring`): builds wait until it is done.
     """
     levels = list(runtimes)
     scratch.mkdir(parents=True, exist_ok=True)
@@ -103,6 +106,23 @@ def run_benchmarks(
     visible = [r.root for r in runtimes.values()]
     private = scratch.parent / f".{scratch.name}-sandbox"
     times: dict[str, list[float]] = {level: [] for level in levels}
+    with quiet.measuring():
+        _rounds(benchmark, envs, cwd, scratch, visible, private, progress, spent, times)
+    return times
+
+
+def _rounds(
+    benchmark: Benchmark,
+    envs: Mapping[str, dict[str, str]],
+    cwd: Path,
+    scratch: Path,
+    visible: list[Path],
+    private: Path,
+    progress: Callable[[str, int, int], None],
+    spent: dict[str, float] | None,
+    times: dict[str, list[float]],
+) -> None:
+    levels = list(envs)
     rounds = benchmark.warmup + benchmark.repeat
     for round_no in range(rounds):
         for level in round_order(levels, round_no):
@@ -113,7 +133,6 @@ def run_benchmarks(
             if round_no >= benchmark.warmup:
                 times[level].append(seconds)
             progress(level, round_no + 1, rounds)
-    return times
 
 
 def round_order(levels: list[str], round_no: int) -> list[str]:
@@ -167,16 +186,45 @@ def _timed_run(
     return seconds
 
 
+# A level must beat its reference in enough interleaved rounds that chance is an unlikely
+# explanation: a one-sided sign test at this level. With 5 rounds that means all 5.
+ALPHA = 0.05
+
+
+def sign_test(reference: list[float], candidate: list[float]) -> tuple[int, float]:
+    """In how many paired rounds ``candidate`` was faster than ``reference``, and the
+    one-sided sign-test p-value of doing at least that well if neither were faster.
+
+    Rounds are paired because they were interleaved: round i of both ran within seconds of
+    each other, under the same machine load. Ties count as losses, which only makes the
+    test stricter.
+    """
+    n = min(len(reference), len(candidate))
+    wins = sum(1 for r, c in zip(reference, candidate, strict=False) if c < r)
+    p = sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n if n else 1.0
+    return wins, p
+
+
+def rounds_needed(alpha: float = ALPHA) -> int:
+    """The fewest rounds in which winning every one is significant at ``alpha``."""
+    n = 1
+    while 0.5**n > alpha:
+        n += 1
+    return n
+
+
 def decide(
     results: list[LevelResult], times: Mapping[str, list[float]], min_speedup: float
 ) -> None:
     """Fill in medians, speedups and the keep/drop verdict of every level, in place.
 
     A level is kept when it beats the baseline by ``min_speedup`` *and* beats the highest
-    kept level below it by the same factor. The second rule matters because the loader
-    always picks the highest level the CPU supports: a v4 copy that is no faster than the
-    v3 one would cost its size in every package for nothing, and one that is slower would
-    make v4 machines slower.
+    kept level below it by the same factor, both in the median and in enough of the paired
+    rounds (:func:`sign_test`) that the gain is not the machine's noise: a gain that shows
+    in 3 rounds of 5 is one that users' machines may not see, and every kept level costs
+    its size in every package. The second rule matters because the loader always picks the
+    highest level the CPU supports: a v4 copy that is no faster than the v3 one would cost
+    its size for nothing, and one that is slower would make v4 machines slower.
     """
     for result in results:
         if times.get(result.level):
@@ -189,7 +237,7 @@ def decide(
     base.reason = "baseline (always shipped)"
     if base.median is None:
         return
-    best_below = 1.0
+    below = base
     for result in results:
         if result.level == BASELINE or result.reason:
             continue
@@ -197,18 +245,44 @@ def decide(
             result.reason = result.reason or "not measured"
             continue
         result.speedup = base.median / result.median
-        result.gain_over_lower = result.speedup / best_below
-        if result.speedup < min_speedup:
-            result.reason = f"speedup {result.speedup:.2f}x is below min_speedup {min_speedup:g}"
-        elif result.gain_over_lower < min_speedup:
-            result.reason = (
-                f"only {result.gain_over_lower:.2f}x over the level below it that is kept "
-                f"(needs {min_speedup:g}x to pay for its size)"
-            )
-        else:
+        result.gain_over_lower = result.speedup / (below.speedup or 1.0)
+        result.faster_rounds, result.p_value = sign_test(base.times, result.times)
+        result.reason = _why_not(result, below, min_speedup)
+        if not result.reason:
             result.kept = True
-            result.reason = f"{result.speedup:.2f}x faster than the baseline"
-            best_below = result.speedup
+            result.reason = (
+                f"{result.speedup:.2f}x faster than the baseline, in "
+                f"{result.faster_rounds} of {len(result.times)} rounds"
+            )
+            below = result
+
+
+def _why_not(result: LevelResult, below: LevelResult, min_speedup: float) -> str:
+    """Why a measured level is not kept, or "" if it is."""
+    assert result.speedup is not None and result.gain_over_lower is not None
+    n = len(result.times)
+    if result.speedup < min_speedup:
+        return f"speedup {result.speedup:.2f}x is below min_speedup {min_speedup:g}"
+    if result.gain_over_lower < min_speedup:
+        return (
+            f"only {result.gain_over_lower:.2f}x over the level below it that is kept "
+            f"(needs {min_speedup:g}x to pay for its size)"
+        )
+    if n < rounds_needed():
+        return (
+            f"{n} rounds cannot tell a gain from noise: the benchmark's repeat must be at "
+            f"least {rounds_needed()} for a level to be kept"
+        )
+    wins, p = (result.faster_rounds or 0, result.p_value or 1.0)
+    if below.level != BASELINE:
+        wins, p = sign_test(below.times, result.times)
+    if p > ALPHA:
+        than = "the baseline" if below.level == BASELINE else below.level
+        return (
+            f"{result.speedup:.2f}x in the median but faster than {than} in only {wins} of "
+            f"{n} rounds (sign test p={p:.2f} > {ALPHA:g}): not beyond the noise"
+        )
+    return ""
 
 
 def plan_levels(

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from deepdeb.isa.build import (
     build_all,
     check_build_deps,
     check_flags_applied,
+    run_tests,
+    uses_dh,
 )
 from deepdeb.isa.measure import (
     Runtime,
@@ -163,9 +166,19 @@ def run_build(
         )
         for level, why in plan.not_built.items():
             console.print(f"  {level}: {why}")
-        variants = _build(package, recipe, plan, work, console, clean)
+        defer = uses_dh(tree) and "nocheck" not in _build_options()
+        variants = _build(package, recipe, plan, work, console, clean, defer)
         reaches = reach.plan(variants[BASELINE].debs, layout, work / "reach")
-        report = _measure(recipe, package, variants, plan, reaches, host, work, console)
+        report, times, spent = _measure(
+            recipe, package, variants, plan, reaches, host, work, console
+        )
+        _test_kept(report, variants, times, console, clean)
+        _record_times(report, variants, spent)
+        if defer and len(variants) > 1:
+            report.notes.append(
+                "levels were measured before their tests ran; the package's tests then ran "
+                "only for the levels that would be kept (a level is never shipped untested)"
+            )
         report.notes[:0] = notes
         report.licence = verdict
         report.backend = backend
@@ -272,6 +285,7 @@ def _build(
     work: Path,
     console: Console,
     clean: cleanroom.CleanRoot | None = None,
+    defer_tests: bool = False,
 ) -> dict[str, VariantBuild]:
     levels = [BASELINE, *plan.levels]
     with _progress(console) as progress:
@@ -286,7 +300,10 @@ def _build(
                 completed=1 if done else 0,
             )
 
-        variants = build_all(package, _isa(recipe), plan, work / "builds", update, clean=clean)
+        variants = build_all(
+            package, _isa(recipe), plan, work / "builds", update, clean=clean,
+            defer_tests=defer_tests,
+        )  # fmt: skip
     for variant in variants.values():
         check_flags_applied(variant, work / "flagcheck" / variant.level)
     return variants
@@ -301,13 +318,15 @@ def _measure(
     host: HostCpu,
     work: Path,
     console: Console,
-) -> BuildReport:
+) -> tuple[BuildReport, dict[str, list[float]], dict[str, float]]:
+    """Time the levels and decide which to keep; returns the report, the times of every
+    round and what measuring each level cost."""
     isa = _isa(recipe)
     results = plan_levels(variants, isa.levels, host, plan.not_built)
     notes = []
     if not isinstance(recipe, IsaRecipe):
         notes.append("stock build: the recipe has no [isa], so no level was rebuilt")
-    if "nocheck" in os.environ.get("DEB_BUILD_OPTIONS", "").split():
+    if "nocheck" in _build_options():
         notes.append(
             "DEB_BUILD_OPTIONS=nocheck: the package's tests did not run at any level, so "
             "levels were kept on the benchmark alone"
@@ -340,6 +359,67 @@ def _measure(
         levels=results,
         notes=notes,
     )
+    return report, times, spent
+
+
+def _build_options() -> list[str]:
+    return os.environ.get("DEB_BUILD_OPTIONS", "").split()
+
+
+def _test_kept(
+    report: BuildReport,
+    variants: dict[str, VariantBuild],
+    times: dict[str, list[float]],
+    console: Console,
+    clean: cleanroom.CleanRoot | None,
+) -> None:
+    """Run the tests of the levels the measurement would keep, dropping those that fail
+    and deciding again without them, until every kept level has passed its tests."""
+    while True:
+        untested = [r for r in report.levels if r.kept and not variants[r.level].tests_run]
+        if not untested:
+            break
+        _run_tests([variants[r.level] for r in untested], console, clean)
+        if all(variants[r.level].tests_passed for r in untested):
+            continue
+        for result in report.levels:  # decide again among the measured levels
+            if result.level == BASELINE or not result.measured:
+                continue
+            result.kept, result.reason = False, ""
+            tested = variants[result.level]
+            if tested.tests_run and not tested.tests_passed:
+                result.tests_passed = False
+                result.reason = tested.failure or "the package's tests fail at this level"
+        decide(report.levels, times, report.isa.min_speedup)
+    for result in report.levels:
+        variant = variants.get(result.level)
+        if variant is not None and variant.built and not variant.tests_run:
+            result.tests_passed = None  # never run: the level was dropped before them
+
+
+def _run_tests(
+    variants: list[VariantBuild], console: Console, clean: cleanroom.CleanRoot | None
+) -> None:
+    """The deferred tests of some levels, side by side, the cores shared among them."""
+    cpus = os.cpu_count() or 1
+    jobs = max(1, cpus // len(variants))
+    with _progress(console) as progress:
+        tasks = {v.level: progress.add_task("tests", total=None, level=v.level) for v in variants}
+
+        def update(level: str, what: str) -> None:
+            done = what in ("done", "tests failed")
+            progress.update(tasks[level], description=what, total=1 if done else None,
+                            completed=1 if done else 0)  # fmt: skip
+
+        with ThreadPoolExecutor(max_workers=len(variants)) as pool:
+            for future in [pool.submit(run_tests, v, update, clean, jobs) for v in variants]:
+                future.result()
+
+
+def _record_times(
+    report: BuildReport, variants: dict[str, VariantBuild], spent: dict[str, float]
+) -> None:
+    """Where each level's time went, and why a level's tests failed, for the report."""
     for level, variant in variants.items():
         report.network_attempts += [
             {"level": level, **asdict(attempt)} for attempt in variant.network_attempts
@@ -348,11 +428,11 @@ def _measure(
             "flags": variant.flags,
             "build_seconds": round(variant.seconds, 1),
             "test_seconds": variant.test_seconds,
+            "tests_run": variant.tests_run,
             "measure_seconds": round(spent.get(level, 0.0), 1),
         }
         if not variant.tests_passed:  # why the level was dropped, without opening the log
             report.build[level]["tests_log_tail"] = variant.tests_tail
-    return report
 
 
 def _runtimes(

@@ -108,12 +108,14 @@ class LevelResult:
 
     level: str
     built: bool = True
-    tests_passed: bool = True
+    tests_passed: bool | None = True  # None: not run, the level was dropped before them
     measured: bool = False
     times: list[float] = field(default_factory=list)
     median: float | None = None
     speedup: float | None = None
     gain_over_lower: float | None = None
+    faster_rounds: int | None = None  # rounds in which it beat the baseline
+    p_value: float | None = None  # of the sign test on those rounds
     kept: bool = False
     reason: str = ""
 
@@ -206,6 +208,8 @@ class BuildReport:
                     "median_s": r.median,
                     "speedup": r.speedup,
                     "gain_over_lower": r.gain_over_lower,
+                    "faster_rounds": r.faster_rounds,
+                    "p_value": None if r.p_value is None else round(r.p_value, 4),
                     "kept": r.kept,
                     "reason": r.reason,
                 }

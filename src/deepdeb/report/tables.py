@@ -70,7 +70,15 @@ def _levels_table(report: BuildReport) -> Table:
         levels.add_column(col, justify="right" if col in ("median", "speedup") else "left")
     for r in report.levels:
         build = report.build.get(r.level, {})
-        tests = "-" if not r.built else "pass" if r.tests_passed else "[red]FAIL[/red]"
+        tests = (
+            "-"
+            if not r.built
+            else "pass"
+            if r.tests_passed
+            else "not run"
+            if r.tests_passed is None
+            else "[red]FAIL[/red]"
+        )
         levels.add_row(
             r.level,
             f"{build['build_seconds']:.0f}s" if "build_seconds" in build else "-",
