@@ -46,7 +46,7 @@ from deepdeb.debian.target import GCC_VERSION
 from deepdeb.errors import BenchmarkError, DeepdebError
 from deepdeb.hermetic import sandbox
 from deepdeb.isa.build import VariantBuild, build_with_flags
-from deepdeb.isa.measure import Runtime, run_benchmarks, runtime_from_debs
+from deepdeb.isa.measure import ALPHA, Runtime, run_benchmarks, runtime_from_debs, sign_test
 from deepdeb.recipe.load import load_recipe
 from deepdeb.recipe.model import Benchmark, IsaRecipe
 from deepdeb.report.html import comparison_section, render_stack
@@ -246,7 +246,25 @@ def compare(
         record["times_s"] = [round(t, 5) for t in runs]
         record["median_s"] = round(medians[name], 5)
         record["speedup_vs_stock"] = round(medians["stock"] / medians[name], 4)
+        record.update(_versus("stock", times["stock"], runs))
+    if "flat-v3-O2" in times and "deepdeb" in times:
+        result["builds"]["deepdeb"].update(
+            _versus("flat-v3-O2", times["flat-v3-O2"], times["deepdeb"])
+        )
     return result
+
+
+def _versus(name: str, reference: list[float], runs: list[float]) -> dict[str, Any]:
+    """How the paired rounds compare with ``name``'s: a difference counts only when a
+    sign test finds it beyond the noise (p <= ALPHA), in either direction."""
+    wins, p_faster = sign_test(reference, runs)
+    losses, p_slower = sign_test(runs, reference)
+    return {
+        f"faster_rounds_vs_{name}": wins,
+        f"slower_rounds_vs_{name}": losses,
+        f"faster_beyond_noise_vs_{name}": p_faster <= ALPHA,
+        f"slower_beyond_noise_vs_{name}": p_slower <= ALPHA,
+    }
 
 
 def _smoke(benchmark: Benchmark, runtime: Runtime, cwd: Path, work: Path, name: str) -> str | None:
@@ -349,10 +367,16 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         if "median_s" in r["builds"].get("flat-v3-O2", {})
     ]
     summary["deepdeb_faster_than_flat_v3_O2"] = [
-        s for s, d, f in pairs if d["median_s"] < f["median_s"] / 1.02
+        s for s, d, _ in pairs if d.get("faster_beyond_noise_vs_flat-v3-O2")
     ]
     summary["deepdeb_slower_than_flat_v3_O2"] = [
-        s for s, d, f in pairs if d["median_s"] > f["median_s"] * 1.02
+        s for s, d, _ in pairs if d.get("slower_beyond_noise_vs_flat-v3-O2")
+    ]
+    summary["deepdeb_slower_than_stock_beyond_noise"] = [
+        r["source"] for r in good if r["builds"]["deepdeb"].get("slower_beyond_noise_vs_stock")
+    ]
+    summary["deepdeb_faster_than_stock_beyond_noise"] = [
+        r["source"] for r in good if r["builds"]["deepdeb"].get("faster_beyond_noise_vs_stock")
     ]
     native = [
         r["builds"]["native-O3"]["median_s"] / r["builds"]["deepdeb"]["median_s"]
@@ -378,9 +402,10 @@ def _print(results: list[dict[str, Any]], summary: dict[str, Any], console: Cons
     for name in BUILDS[1:]:
         table.add_column(name, justify="right")
     table.add_column("size", justify="right")
+    table.add_column("deepdeb vs stock")
     for r in results:
         if r.get("status") != "ok":
-            table.add_row(str(r["recipe"]), "[red]failed[/red]", *["-"] * (len(BUILDS) - 1), "")
+            table.add_row(str(r["recipe"]), "[red]failed[/red]", *["-"] * (len(BUILDS) - 1), "", "")
             continue
         cells = []
         for name in BUILDS[1:]:
@@ -388,15 +413,27 @@ def _print(results: list[dict[str, Any]], summary: dict[str, Any], console: Cons
             cells.append(f"{b['speedup_vs_stock']:.2f}x" if "speedup_vs_stock" in b else "n/a")
         stock, ours = r["builds"]["stock"]["bytes"], r["builds"]["deepdeb"]["bytes"]
         kept = ", ".join(lv.removeprefix("x86-64-") for lv in r["kept_levels"]) or "-"
-        table.add_row(r["source"], kept, *cells, f"{ours / max(stock, 1):.2f}x")
+        table.add_row(r["source"], kept, *cells, f"{ours / max(stock, 1):.2f}x", _verdict(r))
     geo = summary["geomean_vs_stock"]
     table.add_row(
         "[bold]geometric mean[/bold]",
         "",
         *[f"{geo[n]:.3f}x" if n in geo else "-" for n in BUILDS[1:]],
         f"{summary['bytes']['deepdeb'] / max(summary['bytes']['stock'], 1):.2f}x",
+        "",
     )
     console.print(table)
+
+
+def _verdict(result: dict[str, Any]) -> str:
+    """deepdeb against stock, as the paired rounds have it (sign test)."""
+    ours = result["builds"]["deepdeb"]
+    rounds = len(ours.get("times_s", []))
+    if ours.get("faster_beyond_noise_vs_stock"):
+        return f"faster ({ours['faster_rounds_vs_stock']}/{rounds} rounds)"
+    if ours.get("slower_beyond_noise_vs_stock"):
+        return f"[red]slower[/red] ({ours['slower_rounds_vs_stock']}/{rounds} rounds)"
+    return "within noise"
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from typing import Any
 from debian.deb822 import Deb822, PkgRelation
 
 from deepdeb.errors import AuditError
-from deepdeb.licence.mlpolicy import ml_verdict
+from deepdeb.licence import models
+from deepdeb.licence.mlpolicy import MlVerdict, ml_verdict
 from deepdeb.licence.scan import is_licence_file, scan
 from deepdeb.licence.verdict import Verdict, control_dependencies, decide, source_area
 from deepdeb.recipe.load import load_recipe
@@ -56,9 +57,26 @@ def audit_recipe(
     datasets, its dependencies, and the archive's own area for Debian sources."""
     ml = [ml_verdict("model", m) for m in recipe.models]
     ml += [ml_verdict("dataset", d) for d in recipe.datasets]
+    declared = {m.get("path", "") for m in [*recipe.models, *recipe.datasets]}
     deps = control_dependencies(tree) + [[d] for d in recipe.depends]
     reviewed = source_area(package.name, package.version) if recipe.source.debian else None
-    return decide(scan(tree, deep), ml, deps, reviewed)
+    return _decide(tree, deep, ml, deps, reviewed, declared)
+
+
+def _decide(
+    tree: Path,
+    deep: bool,
+    ml: list[MlVerdict],
+    deps: list[list[str]],
+    reviewed: str | None = None,
+    declared: frozenset[str] | set[str] = frozenset(),
+) -> Verdict:
+    """The verdict on an unpacked tree: its files, the models and datasets declared for it
+    and those found in it (:mod:`deepdeb.licence.models`), and code that fetches more."""
+    files = scan(tree, deep)
+    found = models.verdicts(models.find_artifacts(tree, files), declared)
+    fetches = [f"{d.path}:{d.line}: {d.call}()" for d in models.find_runtime_downloads(tree)]
+    return decide(files, ml + found, deps, reviewed, fetches)
 
 
 def audit_wheel(
@@ -73,9 +91,18 @@ def audit_wheel(
     if tree.exists():
         shutil.rmtree(tree)
     with zipfile.ZipFile(path) as wheel:
-        members = [name for name in wheel.namelist() if deep or licence_evidence(name)]
-        wheel.extractall(tree, members)
-    return decide(scan(tree, deep), [], [list(alts) for alts in depends])
+        names = wheel.namelist()
+        wheel.extractall(tree, [n for n in names if deep or licence_evidence(n)])
+        evidence = tree.parent / f"{tree.name}-models"  # not scanned for licences
+        if evidence.exists():
+            shutil.rmtree(evidence)
+        wheel.extractall(evidence, [n for n in names if models.MODEL_NAMES.search(n)])
+    verdict = decide(scan(tree, deep), [], [list(alts) for alts in depends])
+    found = models.verdicts(models.find_artifacts(evidence, verdict.files))
+    fetches = [f"{d.path}:{d.line}: {d.call}()" for d in models.find_runtime_downloads(evidence)]
+    if found or fetches:
+        verdict = decide(verdict.files, found, [list(a) for a in depends], None, fetches)
+    return verdict
 
 
 def licence_evidence(member: str) -> bool:
@@ -104,7 +131,7 @@ def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
     if target.is_dir():
         return AuditResult(
             str(target),
-            decide(scan(target, deep), [], control_dependencies(target)),
+            _decide(target, deep, [], control_dependencies(target)),
             target.resolve().name,
             str(target),
         )
@@ -118,7 +145,7 @@ def audit_target(target: Path, work: Path, deep: bool = False) -> AuditResult:
             for alts in (PkgRelation.parse_relations(depends) if depends else [])
         ]
         return AuditResult(
-            str(target), decide(scan(tree, deep), [], deps), fields["Package"], target.name
+            str(target), _decide(tree, deep, [], deps), fields["Package"], target.name
         )
     if target.suffix == ".whl":
         verdict = audit_wheel(target, work / "wheel", deep=deep)

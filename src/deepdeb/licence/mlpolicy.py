@@ -19,6 +19,8 @@ class MlVerdict:
     category: str  # Free Model / ToxicCandy / non-free; free dataset / non-free dataset
     classification: str
     missing: list[str] = field(default_factory=list)
+    found: str = ""  # for one nobody declared: its format, and the card it was judged by
+    evidence: list[str] = field(default_factory=list)  # the card's lines relied on
 
 
 def ml_verdict(kind: str, entry: dict[str, str]) -> MlVerdict:

@@ -76,6 +76,7 @@ class Verdict:
     ml: list[MlVerdict] = field(default_factory=list)
     dependencies: dict[str, str | None] = field(default_factory=dict)
     files_excluded: list[str] = field(default_factory=list)
+    runtime_downloads: list[str] = field(default_factory=list)  # "path:line: call"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +88,7 @@ class Verdict:
             "datasets": [asdict(m) for m in self.ml if m.kind == "dataset"],
             "dependencies": self.dependencies,
             "files_excluded": self.files_excluded,
+            "runtime_downloads": self.runtime_downloads,
             "files": [asdict(f) for f in self.files],
             "summary": {c: sum(f.classification == c for f in self.files) for c in SEVERITY},
         }
@@ -176,6 +178,7 @@ def decide(
     ml: list[MlVerdict] | None = None,
     dependencies: list[list[str]] | None = None,
     archive_area: str | None = None,
+    runtime_downloads: list[str] | None = None,
 ) -> Verdict:
     """The archive area and redistributability, each with the reasons that decided it.
 
@@ -205,6 +208,12 @@ def decide(
     if redistributable and area == "main":
         area, why = _area_of_dependencies(dependencies or [], deps)
         area_reasons.append(why)
+    if runtime_downloads:
+        area_reasons.append(
+            "its code fetches models or data at run time, which no verdict here covers: "
+            f"{_listing(runtime_downloads, 3)}; if the package needs them to work, it "
+            "belongs in contrib (Policy 2.2.2)"
+        )
     return Verdict(
         area,
         redistributable,
@@ -214,4 +223,5 @@ def decide(
         ml,
         deps,
         files_excluded=sorted(by_class["not-redistributable"]),
+        runtime_downloads=list(runtime_downloads or []),
     )

@@ -190,6 +190,7 @@ _ML_KEYS = (
     "training_program",
     "url",
     "sha256",
+    "path",  # where it lies in the tree: the file found there is judged by this entry
 )
 
 
