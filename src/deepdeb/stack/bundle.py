@@ -7,6 +7,7 @@ Everything here is pure or reads files only; :mod:`deepdeb.stack.run` talks to D
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -190,11 +191,24 @@ def cache_key(bundle: Bundle, options: Options) -> str:
             "bundle": bundle.sha256,
             "member": bundle.member,
             "options": [options.layout, options.backend, list(options.levels), options.lintian],
-            "deepdeb": __version__,
+            "deepdeb": [__version__, own_digest()],
         },
         sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@functools.cache
+def own_digest() -> str:
+    """A digest of deepdeb's own code and data: a result made by another deepdeb (a
+    changed decision rule, a fixed bug) is not this one's, whatever its version says."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(package)).encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass
