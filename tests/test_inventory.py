@@ -410,3 +410,36 @@ def test_real_apt_index_and_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         env={**__import__("os").environ, "DEEPDEB_CACHE": str(tmp_path), "COLUMNS": "200"},
     )
     assert "9 inputs, 5 pinned," in table.stdout
+
+
+def test_cmake_concat_wrappers_and_in_tree_projects() -> None:
+    """string(CONCAT) is folded; an ExternalProject built from the tree downloads nothing;
+    ONNX Runtime's FetchContent wrapper is a fetch; DOWNLOAD_NO_EXTRACT ends the URL list."""
+    inv = scan(FIXTURES / "inventory-cmake")
+    found = [(i.kind, i.name, i.file, i.line, i.urls, i.hash) for i in inv.inputs]
+    assert found == [
+        (
+            "cmake_file_download",
+            "mkl-static.tgz",
+            "CMakeLists.txt",
+            8,
+            ["https://downloads.example.org/mkl/2024.2.0/mkl-static.tgz"],
+            "sha256:1b5d0b1b7bd8a4e4c9a9a3f0d9b2a5d26b3c2e1a0f9e8d7c6b5a49382716a5f4",
+        ),
+        (
+            "cmake_externalproject",
+            "sleef_download",
+            "CMakeLists.txt",
+            18,
+            ["https://github.com/shibatch/sleef/archive/refs/tags/3.6.tar.gz"],
+            "sha256:de4f3d992cf2183a872cd397f517c1defcd3ee6cafa2ce5fa36963bd7e562446",
+        ),
+        (
+            "cmake_fetchcontent",
+            "abseil_cpp",
+            "cmake/external/abseil.cmake",
+            2,
+            ["https://github.com/abseil/abseil-cpp/archive/refs/tags/20240722.0.zip"],
+            "sha1:36ee53eb1466fb6e593fc5c286680de31f8a494a",
+        ),
+    ]

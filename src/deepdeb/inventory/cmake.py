@@ -19,7 +19,22 @@ _COMMAND = re.compile(r"^[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*\(", re.M)
 _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|\[(=*)\[(.*?)\]\2\]|([^\s()"#]+)', re.S)
 _VAR = re.compile(r"\$\{([A-Za-z0-9_.+-]+)\}")
 
-INTERESTING = {"fetchcontent_declare", "externalproject_add", "file", "execute_process", "set"}
+INTERESTING = {
+    "fetchcontent_declare",
+    "externalproject_add",
+    "file",
+    "execute_process",
+    "set",
+    "string",
+}
+
+
+def _fetch_command(name: str) -> str | None:
+    """FetchContent_Declare and ExternalProject_Add, and projects' own wrappers with the
+    same signature (ONNX Runtime's ``onnxruntime_fetchcontent_declare``)."""
+    if name.endswith("fetchcontent_declare"):
+        return "fetchcontent_declare"
+    return "externalproject_add" if name == "externalproject_add" else None
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,7 @@ def commands(text: str) -> Iterator[Command]:
     text = _strip_comments(text)
     for match in _COMMAND.finditer(text):
         name = match.group(1).lower()
-        if name not in INTERESTING:
+        if name not in INTERESTING and _fetch_command(name) is None:
             continue
         depth, i = 1, match.end()
         while i < len(text) and depth:
@@ -71,12 +86,24 @@ def expand(value: str, variables: dict[str, str]) -> str:
     return _VAR.sub(lambda m: variables.get(m.group(1), m.group(0)), value)
 
 
+# The option families of FetchContent and ExternalProject: an upper-case word starting
+# with one of these is an option, never a URL (DOWNLOAD_NO_EXTRACT, LOG_DOWNLOAD, ...).
+_OPTION = re.compile(
+    r"(DOWNLOAD|LOG|USES_TERMINAL|GIT|URL|BUILD|INSTALL|CONFIGURE|UPDATE|PATCH|TEST|STEP|CMAKE"
+    r"|SOURCE|BINARY|TLS|NETRC|HTTP|INACTIVITY|TIMEOUT|LIST|DEPENDS|EXCLUDE|INDEPENDENT|STAMP"
+    r"|TMP|PREFIX|SVN|HG|CVS|FIND_PACKAGE|OVERRIDE|SYSTEM)(_[A-Z0-9_]+)?"
+)
+
+
 def keyword_args(args: list[str], keywords: set[str]) -> dict[str, list[str]]:
-    """Group a command's arguments by the upper-case keywords that introduce them."""
+    """Group a command's arguments by the upper-case keywords that introduce them; for a
+    fetch command every option of those families counts, so that a flag such as
+    DOWNLOAD_NO_EXTRACT ends the URL list instead of joining it."""
     grouped: dict[str, list[str]] = {}
     current = ""
+    fetch = bool(keywords & {"URL", "GIT_REPOSITORY"})
     for arg in args:
-        if arg in keywords:
+        if arg in keywords or (fetch and _OPTION.fullmatch(arg)):
             current = arg
             grouped.setdefault(current, [])
         else:
@@ -126,14 +153,16 @@ def scan_cmake(root: Path, files: list[Path]) -> Iterator[Input]:
         cmds = list(commands(read(path)))
         parsed.append((path, cmds))
         for c in cmds:
-            if c.name == "set" and len(c.args) >= 2:
-                variables.setdefault(c.args[0], expand(" ".join(c.args[1:]), variables))
+            _define(c, variables)
     for path, cmds in parsed:
         rel = path.relative_to(root).as_posix()
         for c in cmds:
             args = [expand(a, variables) for a in c.args]
-            if c.name in ("fetchcontent_declare", "externalproject_add") and args:
-                yield _cmake_fetch(rel, c, args)
+            fetch = _fetch_command(c.name)
+            if fetch and args:
+                found = _cmake_fetch(rel, c, args, fetch)
+                if found is not None:
+                    yield found
             elif c.name == "file" and len(args) >= 2 and args[0] == "DOWNLOAD":
                 kw = keyword_args(args[2:], {"EXPECTED_HASH", "EXPECTED_MD5"})
                 hash_ = (
@@ -166,9 +195,25 @@ def scan_cmake(root: Path, files: list[Path]) -> Iterator[Input]:
                     )
 
 
-def _cmake_fetch(rel: str, c: Command, args: list[str]) -> Input:
+def _define(c: Command, variables: dict[str, str]) -> None:
+    """What set() and string(CONCAT|APPEND) give a variable (the first definition wins:
+    a scan does not know which branch of an if() runs)."""
+    if c.name == "set" and len(c.args) >= 2:
+        variables.setdefault(c.args[0], expand(" ".join(c.args[1:]), variables))
+    elif c.name == "string" and len(c.args) >= 3 and c.args[0] == "CONCAT":
+        variables.setdefault(c.args[1], "".join(expand(a, variables) for a in c.args[2:]))
+    elif c.name == "string" and len(c.args) >= 3 and c.args[0] == "APPEND":
+        old = variables.get(c.args[1], "")
+        variables[c.args[1]] = old + "".join(expand(a, variables) for a in c.args[2:])
+
+
+def _cmake_fetch(rel: str, c: Command, args: list[str], command: str) -> Input | None:
+    """The input a fetch command declares; None for an ExternalProject whose source is
+    already in the tree (SOURCE_DIR, no URL or repository): it downloads nothing."""
     kw = keyword_args(args[1:], _FETCH_KEYWORDS)
-    kind = "cmake_fetchcontent" if c.name == "fetchcontent_declare" else "cmake_externalproject"
+    if not kw.get("GIT_REPOSITORY") and not kw.get("URL"):
+        return None
+    kind = "cmake_fetchcontent" if command == "fetchcontent_declare" else "cmake_externalproject"
     if kw.get("GIT_REPOSITORY"):
         tag = kw["GIT_TAG"][0] if kw.get("GIT_TAG") else None
         pinned = tag is not None and re.fullmatch(r"[0-9a-f]{40}", tag) is not None

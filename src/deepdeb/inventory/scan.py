@@ -49,7 +49,7 @@ _BAZEL = ("WORKSPACE", "WORKSPACE.bazel", "WORKSPACE.bzlmod", "MODULE.bazel")
 def _per_file_scanner(name: str) -> Scanner | None:
     if name in _BY_NAME:
         return _BY_NAME[name]
-    if re.fullmatch(r"requirements.*\.(txt|in)", name):
+    if re.fullmatch(r".*requirements.*\.(txt|in)", name):  # nvidia-requirements.txt too
         return scan_requirements
     if re.fullmatch(r"redistrib.*\.json", name):
         return scan_redistrib_json
