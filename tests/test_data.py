@@ -67,7 +67,7 @@ def test_licence_table_schema() -> None:
 
 def test_debian_names_are_canonical_exceptions_bookworm_has() -> None:
     names = debian_names()
-    assert names and set(data_toml("debian-names.toml")) == {"python", "upstream"}
+    assert names and set(data_toml("debian-names.toml")) == {"python", "upstream", "bazel"}
     for pypi, package in names.items():
         assert canonicalize_name(pypi) == pypi, f"{pypi}: not a PEP 503 name"
         assert re.fullmatch(r"python3-[a-z0-9][a-z0-9.+-]*", package), package
@@ -117,3 +117,11 @@ def test_upstream_names_are_hosts_and_bazel_prefixes() -> None:
     prefixes = upstream["name_prefixes"]
     for i, longer in enumerate(prefixes):
         assert not any(longer.startswith(p) for p in prefixes[:i]), longer
+
+
+def test_bazel_names_map_to_debian_source_names() -> None:
+    bazel = data_toml("debian-names.toml")["bazel"]
+    assert bazel
+    for name, source in bazel.items():
+        assert re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", name), name
+        assert re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", source), source  # Policy 5.6.1

@@ -443,3 +443,24 @@ def test_cmake_concat_wrappers_and_in_tree_projects() -> None:
             "sha1:36ee53eb1466fb6e593fc5c286680de31f8a494a",
         ),
     ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "debian"),
+    [
+        ("http_archive", "com_github_grpc_grpc", "grpc"),
+        ("http_archive", "com_google_absl", "abseil"),
+        ("tf_http_archive", "eigen_archive", "eigen3"),
+        ("http_archive", "com_googlesource_code_re2", "re2"),
+        ("git_submodule", "third_party/pybind11", "pybind11"),
+        ("http_archive", "org_sqlite", "sqlite3"),
+        ("http_archive", "com_github_example_unknown", None),
+    ],
+)
+def test_bazel_and_submodule_names_match_debian_sources(
+    kind: str, name: str, debian: str | None
+) -> None:
+    index = SourceIndex({}, {"grpc", "abseil", "eigen3", "re2", "pybind11", "sqlite3", "libpng"})
+    found = index.match(kind, name, [])
+    assert (found.package if found else None) == debian
+    assert found is None or found.via == "name"

@@ -25,6 +25,8 @@ from deepdeb.util import atomic_write_text, cache_root, data_toml
 _UPSTREAM = data_toml("debian-names.toml")["upstream"]
 _FORGES = frozenset(_UPSTREAM["forges"])  # hosts that say nothing about a project
 _NAME_PREFIXES = tuple(_UPSTREAM["name_prefixes"])  # Bazel's reversed-domain prefixes
+_BAZEL_NAMES: dict[str, str] = data_toml("debian-names.toml")["bazel"]
+_REPO_SUFFIXES = ("_archive", "_repo", "_git", "_src", "_sources")
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,31 @@ def name_candidates(kind: str, name: str) -> list[str]:
         return [f"golang-{h}-{rest}".rstrip("-") for h in dict.fromkeys(hosts)]
     if kind == "npm":
         return [f"node-{base.lstrip('@').replace('/', '-')}"]
-    return list(dict.fromkeys([base, f"lib{base}", base.removeprefix("lib")]))
+    return _archive_candidates(name)
+
+
+def _archive_candidates(name: str) -> list[str]:
+    """Candidates for a C/C++ dependency named the Bazel way (``com_github_grpc_grpc``,
+    ``com_google_absl``, ``eigen_archive``) or by its place in the tree (a submodule at
+    ``third_party/pybind11``): the name without its domain prefix and repository suffix,
+    each trailing part of it (``grpc_grpc`` is owner and project), and the Debian name the
+    data file gives such a name."""
+    base = name.lower().rstrip("/").rsplit("/", 1)[-1]
+    had_prefix = False
+    for prefix in _NAME_PREFIXES:
+        if base.startswith(prefix):
+            base, had_prefix = base[len(prefix) :], True
+            break
+    for suffix in _REPO_SUFFIXES:
+        base = base.removesuffix(suffix)
+    parts = [p for p in re.split(r"[^a-z0-9.+]+", base) if p]
+    tails = ["-".join(parts[i:]) for i in range(len(parts))] if had_prefix else ["-".join(parts)]
+    found: list[str] = []
+    for tail in tails:
+        if tail in _BAZEL_NAMES:
+            found.append(_BAZEL_NAMES[tail])
+        found += [tail, f"lib{tail}", tail.removeprefix("lib")]
+    return [c for c in dict.fromkeys(found) if c]
 
 
 class SourceIndex:
