@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import json
+import os
+import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from conftest import FIXTURES
 
+from deepdeb.inventory.bazel_rules import maven_url
 from deepdeb.inventory.debmatch import SourceIndex, url_keys
+from deepdeb.inventory.expand import ManifestError, ManifestSource, expand, file_name
+from deepdeb.inventory.inputs import Input
 from deepdeb.inventory.scan import scan
 
 TREE = FIXTURES / "inventory"
@@ -464,3 +475,423 @@ def test_bazel_and_submodule_names_match_debian_sources(
     found = index.match(kind, name, [])
     assert (found.package if found else None) == debian
     assert found is None or found.via == "name"
+
+
+# --- hermetic CUDA and the other Bazel download kinds; second-level manifests ------------
+
+HERMETIC = FIXTURES / "inventory-hermetic"
+HTREE = HERMETIC / "tree"
+MANIFESTS = HERMETIC / "manifests"
+CUDA_BZL = "third_party/gpus/cuda/hermetic/cuda_redist_versions.bzl"
+RULES_BZL = "third_party/gpus/cuda/hermetic/cuda_redist_init_repositories.bzl"
+NCCL_BZL = "third_party/nccl/hermetic/nccl_redist_versions.bzl"
+NVIDIA = "https://developer.download.nvidia.com/compute"
+PYPI = "https://files.pythonhosted.org/packages/0f/3c"
+
+# (kind, name, file, line, version, hash (first 16 hex digits), urls, second level)
+EXPECTED_HERMETIC = [
+    ("http_file", "nvshmem_redist_json", "WORKSPACE", 6, None, "sha256:e017a5c0a87bf083",
+     [f"{NVIDIA}/nvshmem/redist/redistrib_3.2.5.json"], True),
+    ("java_import_external", "junit", "WORKSPACE", 12, None, "sha256:6cf986f5d92b3f30",
+     ["https://mirror.example.org/maven2/junit/junit/4.13.2/junit-4.13.2.jar",
+      "https://repo1.maven.org/maven2/junit/junit/4.13.2/junit-4.13.2.jar"], False),
+    ("filegroup_external", "demo_licenses", "WORKSPACE", 22, None, "sha256:6783018c0f8ef9d5",
+     ["https://raw.githubusercontent.com/example/astdemo/v1.6.3/LICENSE"], False),
+    ("filegroup_external", "demo_licenses", "WORKSPACE", 22, None, "sha256:2dd25eed8c21fc14",
+     ["https://raw.githubusercontent.com/example/other/v2.0/COPYING"], False),
+    ("filegroup_external", "demo_licenses", "WORKSPACE", 22, None, "sha256:9aaf7c0a270be003",
+     ["https://downloads.example.org/tools/closure-tool-macos.tar.gz"], False),
+    ("maven_install", "androidx.annotation:annotation", "WORKSPACE", 34, "1.1.0", None,
+     ["https://maven.google.com/androidx/annotation/annotation/1.1.0/annotation-1.1.0.aar",
+      "https://repo1.maven.org/maven2/androidx/annotation/annotation/1.1.0/annotation-1.1.0.aar"],
+     False),
+    ("maven_install", "com.google.guava:guava", "WORKSPACE", 34, "32.1.2-jre", None,
+     ["https://maven.google.com/com/google/guava/guava/32.1.2-jre/guava-32.1.2-jre.jar",
+      "https://repo1.maven.org/maven2/com/google/guava/guava/32.1.2-jre/guava-32.1.2-jre.jar"],
+     False),
+    ("demo_java_import", "hamcrest", "WORKSPACE", 45, None, "sha256:3efae0cf7d9eafab",
+     ["https://repo1.maven.org/maven2/org/hamcrest/hamcrest-core/1.3/hamcrest-core-1.3.jar"],
+     False),
+    ("repository_rule_download", "_download_redist_json", RULES_BZL, 9, None, None, [], False),
+    ("repository_rule_download", "_redist_archive_impl", RULES_BZL, 20, None, None, [], False),
+    ("repository_rule_download", "_license_impl", RULES_BZL, 29, None, "sha256:5b5d93d77e6ede78",
+     ["https://downloads.example.org/cuda/LICENSE.txt"], False),
+    ("repository_rule_download", "_mirror_impl", RULES_BZL, 33, None, None, [], False),
+    ("redistrib_manifest", 'CUDA_REDIST_JSON_DICT["12.5.1"]', CUDA_BZL, 8, "12.5.1",
+     "sha256:856cfbe619954788", [f"{NVIDIA}/cuda/redist/redistrib_12.5.1.json"], True),
+    ("redistrib_manifest", 'CUDA_REDIST_JSON_DICT["12.6.0"]', CUDA_BZL, 12, "12.6.0",
+     "sha256:154b483307970fc3", [f"{NVIDIA}/cuda/redist/redistrib_12.6.0.json"], True),
+    ("redistrib_manifest", 'CUDNN_REDIST_JSON_DICT["9.3.0"]', CUDA_BZL, 19, "9.3.0",
+     "sha256:4c0a4a49ad744e44", [f"{NVIDIA}/cudnn/redist/redistrib_9.3.0.json"], True),
+    ("redistrib_manifest", 'MIRRORED_TARS_CUDA_REDIST_JSON_DICT["12.5.1"]', CUDA_BZL, 33,
+     "12.5.1", "sha256:85febf55f7d1ea11",
+     ["https://storage.googleapis.com/mirror.example.org/cuda/redistrib_12.5.1_tar.json"], True),
+    ("url_constant", "_CCCL_GITHUB_ARCHIVE", CUDA_BZL, 39, None, "sha256:f2ff3720770a1910",
+     ["https://github.com/NVIDIA/cccl/releases/download/v3.2.0/cccl-src-v3.2.0.tar.gz"], False),
+    ("wheel", 'CUDA_12_NCCL_WHEEL_DICT["x86_64-unknown-linux-gnu"]', NCCL_BZL, 7, "2.21.5",
+     "sha256:2bca0aa4cbce3abd",
+     [f"{PYPI}/nvidia_nccl_cu12-2.21.5-py3-none-manylinux2014_x86_64.whl"], False),
+    ("wheel", 'CUDA_12_NCCL_WHEEL_DICT["aarch64-unknown-linux-gnu"]', NCCL_BZL, 12, "2.21.5",
+     "sha256:023a1cb979acef13",
+     [f"{PYPI}/nvidia_nccl_cu12-2.21.5-py3-none-manylinux2014_aarch64.whl"], False),
+    ("wheel", 'CUDA_13_NCCL_WHEEL_DICT["x86_64-unknown-linux-gnu"]["2.27.7"]', NCCL_BZL, 21,
+     "2.27.7", "sha256:e0e1046e32f88fc6",
+     [f"{PYPI}/nvidia_nccl_cu13-2.27.7-py3-none-manylinux_2_18_x86_64.whl"], False),
+]  # fmt: skip
+
+CUDA_ARCHIVES = f"{NVIDIA}/cuda/redist"
+CUDNN_ARCHIVES = f"{NVIDIA}/cudnn/redist/cudnn"
+CUDNN_NOTE = "listed in redistrib_9.3.0.json (platform linux-x86_64, {})"
+# (name, url, version, size, counted in the total, note)
+EXPANDED_X86 = [
+    ("cuda_cccl", f"{CUDA_ARCHIVES}/cuda_cccl/linux-x86_64/"
+     "cuda_cccl-linux-x86_64-12.5.39-archive.tar.xz", "12.5.39", 1200412, True,
+     "listed in redistrib_12.5.1.json (platform linux-x86_64)"),
+    ("cuda_nvcc", f"{CUDA_ARCHIVES}/cuda_nvcc/linux-x86_64/"
+     "cuda_nvcc-linux-x86_64-12.5.82-archive.tar.xz", "12.5.82", 58812340, True,
+     "listed in redistrib_12.5.1.json (platform linux-x86_64)"),
+    ("cudnn", f"{CUDNN_ARCHIVES}/linux-x86_64/cudnn-linux-x86_64-9.3.0.75_cuda11-archive.tar.xz",
+     "9.3.0.75", 561520128, False, CUDNN_NOTE.format("cuda11")),
+    ("cudnn", f"{CUDNN_ARCHIVES}/linux-x86_64/cudnn-linux-x86_64-9.3.0.75_cuda12-archive.tar.xz",
+     "9.3.0.75", 602112000, True, CUDNN_NOTE.format("cuda12")),
+]  # fmt: skip
+
+
+def _rows(inputs: list[Input]) -> list[tuple[object, ...]]:
+    return [
+        (i.kind, i.name, i.file, i.line, i.version, i.hash[:23] if i.hash else None, i.urls,
+         i.second_level)
+        for i in inputs
+    ]  # fmt: skip
+
+
+Archive = tuple[str, str, str | None, int | None, bool, str | None]
+
+
+def _archives(inputs: list[Input]) -> list[Archive]:
+    return [
+        (i.name, i.urls[0], i.version, i.size, i.in_total, i.note)
+        for i in inputs
+        if i.kind == "redist_archive"
+    ]
+
+
+def test_hermetic_cuda_tree_exactly() -> None:
+    """Constants with [url, sha256] pairs and url/full_path records, wheels in both NCCL
+    shapes, java_import_external, filegroup_external (one per hash), maven_install (one per
+    artifact), a wrapper of java_import_external and repository rules' own downloads."""
+    result = scan(HTREE)
+    assert _rows(result.inputs) == EXPECTED_HERMETIC
+    assert result.summary() == {
+        "inputs": 20,
+        "pinned": 15,
+        "matched_in_debian": 0,
+        "second_level": 5,
+        "files_scanned": 5,
+    }
+    assert not [i for i in result.inputs if i.size is not None]  # nothing says a size yet
+
+
+def test_hermetic_duplicates_are_listed_once() -> None:
+    """CCCL under two platforms, the NCCL dict under three CUDA versions and spelled out
+    again, the NVSHMEM manifest both in a constant and in http_file: each once."""
+    result = scan(HTREE)
+    urls = [u for i in result.inputs for u in i.urls[:1]]
+    assert len(urls) == len(set(urls))
+    assert sum("cccl-src-v3.2.0" in u for u in urls) == 1
+    assert sum("nccl_cu12-2.21.5-py3-none-manylinux2014_x86_64" in u for u in urls) == 1
+    nvshmem = [i for i in result.inputs if "nvshmem" in (i.urls or [""])[0]]
+    assert [(i.kind, i.name) for i in nvshmem] == [("http_file", "nvshmem_redist_json")]
+    assert not [i for i in result.inputs if i.file.endswith("jars.bzl")]  # plumbing
+
+
+def test_repository_rule_downloads_fold_only_their_own_constants() -> None:
+    """A parameter (or loop variable) named ``url`` is not another function's local
+    ``url = "..."``: only _license_impl's URL and hash are constants."""
+    downloads = [i for i in scan(HTREE).inputs if i.kind == "repository_rule_download"]
+    assert [(i.name, i.urls, i.pinned, i.note) for i in downloads] == [
+        ("_download_redist_json", [], False, "its URL is chosen when the rule runs"),
+        ("_redist_archive_impl", [], False, "its URL is chosen when the rule runs"),
+        ("_license_impl", ["https://downloads.example.org/cuda/LICENSE.txt"], True, "constant URL"),
+        ("_mirror_impl", [], False, "its URL is chosen when the rule runs"),
+    ]
+
+
+def test_maven_coordinates_become_repository_urls() -> None:
+    repo = "https://repo.example.org/m2/"
+    assert maven_url(repo, "a.b:c:1.0") == "https://repo.example.org/m2/a/b/c/1.0/c-1.0.jar"
+    assert maven_url(repo, "a.b:c:aar:1.0") == "https://repo.example.org/m2/a/b/c/1.0/c-1.0.aar"
+    assert (
+        maven_url(repo, "a:c:jar:sources:2") == "https://repo.example.org/m2/a/c/2/c-2-sources.jar"
+    )
+    assert maven_url(repo, "a:c") is None
+    assert maven_url(repo, "a::1.0") is None
+
+
+def test_manifests_expand_into_archives_with_sizes() -> None:
+    """Manifests in the directory are hash-checked and followed (flat CUDA, nested cuDNN);
+    the others say why not; the download total counts the newest cuDNN variant only."""
+    result = scan(HTREE, manifests=ManifestSource(MANIFESTS))
+    assert _archives(result.inputs) == EXPANDED_X86
+    by_name = {i.name: i for i in result.inputs}
+    cuda, cudnn = (
+        by_name['CUDA_REDIST_JSON_DICT["12.5.1"]'],
+        by_name['CUDNN_REDIST_JSON_DICT["9.3.0"]'],
+    )
+    assert cuda.size == (MANIFESTS / "redistrib_12.5.1.json").stat().st_size == 2233
+    assert cudnn.size == (MANIFESTS / "redistrib_9.3.0.json").stat().st_size == 1226
+    assert cuda.note == (
+        f"expanded: 2 archives for linux-x86_64, read from {MANIFESTS / 'redistrib_12.5.1.json'}"
+    )
+    assert by_name['CUDA_REDIST_JSON_DICT["12.6.0"]'].note == (
+        f"not expanded: redistrib_12.6.0.json not in {MANIFESTS}"
+    )
+    # each archive is listed right after the manifest that lists it
+    at = [i.kind for i in result.inputs].index("redist_archive")
+    assert [i.name for i in result.inputs[at - 1 : at + 6]] == [
+        'CUDA_REDIST_JSON_DICT["12.5.1"]',
+        "cuda_cccl",
+        "cuda_nvcc",
+        'CUDA_REDIST_JSON_DICT["12.6.0"]',
+        'CUDNN_REDIST_JSON_DICT["9.3.0"]',
+        "cudnn",
+        "cudnn",
+    ]
+    assert result.sizes() == {
+        "download_bytes": 1200412 + 58812340 + 602112000 + 2233 + 1226,
+        "unsized": 18,
+        "by_kind": {
+            "demo_java_import": {"inputs": 1, "bytes": 0, "unsized": 1},
+            "filegroup_external": {"inputs": 3, "bytes": 0, "unsized": 3},
+            "http_file": {"inputs": 1, "bytes": 0, "unsized": 1},
+            "java_import_external": {"inputs": 1, "bytes": 0, "unsized": 1},
+            "maven_install": {"inputs": 2, "bytes": 0, "unsized": 2},
+            "redist_archive": {"inputs": 3, "bytes": 662124752, "unsized": 0},
+            "redistrib_manifest": {"inputs": 4, "bytes": 3459, "unsized": 2},
+            "repository_rule_download": {"inputs": 4, "bytes": 0, "unsized": 4},
+            "url_constant": {"inputs": 1, "bytes": 0, "unsized": 1},
+            "wheel": {"inputs": 3, "bytes": 0, "unsized": 3},
+        },
+    }
+    summary = result.to_json()["summary"]
+    assert (summary["inputs"], summary["download_bytes"], summary["unsized"]) == (
+        24,
+        662128211,
+        18,
+    )
+
+
+def test_manifests_for_another_platform() -> None:
+    result = scan(HTREE, manifests=ManifestSource(MANIFESTS), platform="linux-sbsa")
+    assert [(name, size, total) for name, _, _, size, total, _ in _archives(result.inputs)] == [
+        ("cuda_cccl", 1199876, True),
+        ("cuda_nvcc", 52001122, True),
+        ("cudnn", 598000000, True),
+    ]
+    assert all("/linux-sbsa/" in i.urls[0] for i in result.inputs if i.kind == "redist_archive")
+
+
+def test_only_selected_manifests_are_expanded() -> None:
+    result = scan(HTREE, manifests=ManifestSource(MANIFESTS, only=("redistrib_9.*",)))
+    assert [a[0] for a in _archives(result.inputs)] == ["cudnn", "cudnn"]
+    cuda = next(i for i in result.inputs if i.name == 'CUDA_REDIST_JSON_DICT["12.5.1"]')
+    assert (cuda.note, cuda.size) == ("not expanded: not selected", None)
+
+
+def test_manifest_with_another_hash_is_an_error(tmp_path: Path) -> None:
+    shutil.copytree(MANIFESTS, tmp_path / "m")
+    changed = tmp_path / "m/redistrib_9.3.0.json"
+    changed.write_text(changed.read_text().replace("602112000", "602112001"))
+    actual = hashlib.sha256(changed.read_bytes()).hexdigest()
+    with pytest.raises(ManifestError) as e:
+        scan(HTREE, manifests=ManifestSource(tmp_path / "m"))
+    message = str(e.value)
+    assert actual in message
+    assert "4c0a4a49ad744e443b1083a6870df325cac54e714bfbd0b758a26e3aaeab3653" in message
+    assert f"{CUDA_BZL}:19" in message
+
+
+def test_manifest_links_and_odd_names_are_not_followed(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m/redistrib_12.5.1.json").symlink_to(MANIFESTS / "redistrib_12.5.1.json")
+    result = scan(HTREE, manifests=ManifestSource(tmp_path / "m"))
+    cuda = next(i for i in result.inputs if i.name == 'CUDA_REDIST_JSON_DICT["12.5.1"]')
+    assert cuda.note is not None and cuda.note.startswith("not expanded: ")
+    assert "redistrib_12.5.1.json" in cuda.note and not _archives(result.inputs)
+    assert file_name("https://example.org/a/..") == ""
+    assert file_name("https://example.org/a/redistrib_1.json?x=1") == "redistrib_1.json"
+
+
+class _Recorder(http.server.SimpleHTTPRequestHandler):
+    """Serves a directory, quietly, and remembers every path asked for."""
+
+    asked: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).asked.append(self.path)
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Path, list[str]]]:
+    """A local HTTP server (127.0.0.1 only) over a directory laid out as NVIDIA's; the
+    proxy settings of the environment are not used for it."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    site = tmp_path / "site"
+    for product, name in (("cuda", "redistrib_12.5.1.json"), ("cudnn", "redistrib_9.3.0.json")):
+        (site / product / "redist").mkdir(parents=True)
+        shutil.copy(MANIFESTS / name, site / product / "redist" / name)
+    asked: list[str] = []
+    handler = type("Handler", (_Recorder,), {"asked": asked})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(site))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", site, asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _local_tree(tmp_path: Path, base: str) -> Path:
+    tree = tmp_path / "tree"
+    shutil.copytree(HTREE, tree)
+    bzl = tree / CUDA_BZL
+    bzl.write_text(bzl.read_text().replace("https://developer.download.nvidia.com/compute", base))
+    return tree
+
+
+def test_fetch_manifests_only_when_allowed(
+    tmp_path: Path, served: tuple[str, Path, list[str]]
+) -> None:
+    base, site, asked = served
+    tree = _local_tree(tmp_path, base)
+    (tmp_path / "empty").mkdir()
+    quiet = scan(tree, manifests=ManifestSource(tmp_path / "empty"))
+    assert asked == [] and not _archives(quiet.inputs)  # no network without fetch
+    result = scan(tree, manifests=ManifestSource(tmp_path / "empty", fetch=True))
+    assert sorted(asked) == [
+        "/cuda/redist/redistrib_12.5.1.json",
+        "/cuda/redist/redistrib_12.6.0.json",  # 404: noted, not fatal
+        "/cudnn/redist/redistrib_9.3.0.json",
+        "/nvshmem/redist/redistrib_3.2.5.json",  # 404; the http_file manifest is followed too
+    ]
+    local = [
+        (n, u.replace(base, NVIDIA), v, s, t, note)
+        for n, u, v, s, t, note in _archives(result.inputs)
+    ]
+    assert local == EXPANDED_X86
+    by_name = {i.name: i for i in result.inputs}
+    assert by_name['CUDA_REDIST_JSON_DICT["12.5.1"]'].note == (
+        "expanded: 2 archives for linux-x86_64, fetched from "
+        f"{base}/cuda/redist/redistrib_12.5.1.json"
+    )
+    missing = by_name['CUDA_REDIST_JSON_DICT["12.6.0"]'].note or ""
+    assert missing.startswith("not expanded: ") and "404" in missing
+    served_file = site / "cudnn/redist/redistrib_9.3.0.json"
+    served_file.write_bytes(served_file.read_bytes() + b"\n")
+    with pytest.raises(ManifestError, match=hashlib.sha256(served_file.read_bytes()).hexdigest()):
+        scan(tree, manifests=ManifestSource(fetch=True))
+
+
+def test_redistrib_parser_variants_full_paths_and_junk(tmp_path: Path) -> None:
+    """In-tree manifests list every platform and variant; only the build platform's newest
+    variant counts. full_path entries are URLs as they are; malformed entries are skipped."""
+    data = {
+        "release_label": "1.0",
+        "lib": {
+            "version": "1.0.1",
+            "linux-x86_64": {
+                "cuda12": {"relative_path": "lib/x/lib-cuda12.tar.xz", "size": "300"},
+                "cuda11": {"relative_path": "lib/x/lib-cuda11.tar.xz", "size": "200"},
+            },
+            "linux-sbsa": {"full_path": "https://mirror.example.org/lib-sbsa.tar.xz", "size": 7},
+            "windows-x86_64": {"relative_path": 5, "size": "9"},
+            "cuda_variant": ["11", "12"],
+        },
+        "odd": {"linux-x86_64": {"relative_path": "odd.tar.xz", "size": "lots", "sha256": 3}},
+        "junk": ["not", "a", "component"],
+    }
+    (tmp_path / "redistrib_1.0.json").write_text(json.dumps(data))
+    found = scan(tmp_path).inputs
+    assert [(i.name, i.urls, i.size, i.hash, i.in_total, i.note) for i in found] == [
+        ("lib", ["lib/x/lib-cuda12.tar.xz"], 300, None, True,
+         "platform linux-x86_64, cuda12; path relative to the manifest's base URL"),
+        ("lib", ["lib/x/lib-cuda11.tar.xz"], 200, None, False,
+         "platform linux-x86_64, cuda11; path relative to the manifest's base URL"),
+        ("lib", ["https://mirror.example.org/lib-sbsa.tar.xz"], 7, None, False,
+         "platform linux-sbsa"),
+        ("odd", ["odd.tar.xz"], None, None, True,
+         "platform linux-x86_64; path relative to the manifest's base URL"),
+    ]  # fmt: skip
+    # followed from a declaration: full_path stays a URL, relative_path joins the base
+    manifest = tmp_path / "redistrib_1.0.json"
+    item = Input(
+        "http_file", "m", "WORKSPACE", 1, urls=["https://example.org/r/redistrib_1.0.json"],
+        hash="sha256:" + hashlib.sha256(manifest.read_bytes()).hexdigest(), second_level=True,
+    )  # fmt: skip
+    expanded = expand([item], ManifestSource(tmp_path), platform="linux-sbsa")
+    assert [(i.kind, i.urls, i.size) for i in expanded[1:]] == [
+        ("redist_archive", ["https://mirror.example.org/lib-sbsa.tar.xz"], 7)
+    ]
+
+
+def test_existing_tree_counts_its_in_tree_manifest() -> None:
+    sizes = scan(TREE).sizes()
+    assert sizes["by_kind"]["redist_archive"] == {"inputs": 1, "bytes": 1054008, "unsized": 0}
+    assert (sizes["download_bytes"], sizes["unsized"]) == (1054008, 30)
+
+
+def _cli(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deepdeb", "inventory", *map(str, args), "--no-debian"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_cli_inventory_download_size_and_errors(tmp_path: Path) -> None:
+    table = _cli(HTREE, "--manifests", MANIFESTS)
+    assert table.returncode == 0, table.stderr
+    assert (
+        "download: 662,128,211 bytes (631.5 MiB) where sizes are known; "
+        "18 inputs of unknown size" in table.stdout
+    )
+    assert "│ redist_archive           │      3 │ 662,124,752 │            0 │" in table.stdout
+    data = json.loads(_cli(HTREE, "--format", "json", "--platform", "linux-sbsa",
+                           "--manifests", MANIFESTS).stdout)  # fmt: skip
+    assert data["summary"]["by_kind"]["redist_archive"]["bytes"] == 1199876 + 52001122 + 598000000
+    assert {i["in_total"] for i in data["inputs"]} == {True}
+    usage = _cli(HTREE, "--expand", "redistrib_9*")
+    assert usage.returncode == 1 and "--expand needs --manifests DIR" in usage.stderr
+    shutil.copytree(MANIFESTS, tmp_path / "m")
+    (tmp_path / "m/redistrib_12.5.1.json").write_text("{}")
+    bad = _cli(HTREE, "--manifests", tmp_path / "m")
+    assert bad.returncode == 1
+    assert "856cfbe6199547889865c56824035e240f8a3d01cc9a904f0d1c7fdbfe20fca2" in bad.stderr
+    assert hashlib.sha256(b"{}").hexdigest() in bad.stderr
+
+
+def test_unpacked_locals_hide_file_constants(tmp_path: Path) -> None:
+    """``(url, sha256) = pair`` inside a rule hides the file's ``url``/``sha256``."""
+    (tmp_path / "rules.bzl").write_text(
+        'url = "https://example.org/not-this.json"\n'
+        f'sha256 = "{"a" * 64}"\n'
+        "def _get_json(repository_ctx, pair):\n"
+        "    (url, sha256) = pair\n"
+        '    repository_ctx.download(url = url, sha256 = sha256, output = "x.json")\n'
+    )
+    assert [(i.kind, i.name, i.line, i.urls, i.hash) for i in scan(tmp_path).inputs] == [
+        ("repository_rule_download", "_get_json", 5, [], None)
+    ]

@@ -22,6 +22,8 @@ from deepdeb.debian.target import SUITE
 from deepdeb.errors import DeepdebError, UsageError
 from deepdeb.inventory import scan as inventory
 from deepdeb.inventory.debmatch import SourceIndex
+from deepdeb.inventory.expand import ManifestSource
+from deepdeb.inventory.manifests import DEFAULT_PLATFORM
 from deepdeb.isa.pipeline import BACKENDS, LAYOUTS, run_build
 from deepdeb.licence import audit
 from deepdeb.licence.dep5 import copyright_file
@@ -93,6 +95,33 @@ def _parser() -> argparse.ArgumentParser:
     inv.add_argument("--format", choices=("table", "json"), default="table")
     inv.add_argument(
         "--no-debian", action="store_true", help="skip matching against apt's source index"
+    )
+    inv.add_argument(
+        "--manifests",
+        type=Path,
+        metavar="DIR",
+        help="expand second-level manifests (redistrib_*.json) found in DIR by their URL's "
+        "file name into the archives they list, after checking each against its pinned hash",
+    )
+    inv.add_argument(
+        "--fetch-manifests",
+        action="store_true",
+        help="download the manifests not in --manifests DIR (hash-checked); without this "
+        "option the inventory never uses the network",
+    )
+    inv.add_argument(
+        "--expand",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="expand only manifests whose file name matches GLOB (repeatable), e.g. the "
+        "CUDA and cuDNN versions the build is configured for; default: all",
+    )
+    inv.add_argument(
+        "--platform",
+        default=DEFAULT_PLATFORM,
+        help=f"the build's platform in NVIDIA's manifests (default {DEFAULT_PLATFORM}): only "
+        "its archives are listed and counted",
     )
 
     san = sub.add_parser(
@@ -187,16 +216,46 @@ def _cmd_publish(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def _manifest_source(args: argparse.Namespace) -> ManifestSource | None:
+    if args.manifests is not None and not args.manifests.is_dir():
+        raise UsageError(f"--manifests {args.manifests}: not a directory")
+    if args.manifests is None and not args.fetch_manifests:
+        if args.expand:
+            raise UsageError("--expand needs --manifests DIR or --fetch-manifests")
+        return None
+    return ManifestSource(args.manifests, args.fetch_manifests, tuple(args.expand))
+
+
 def _cmd_inventory(args: argparse.Namespace, out: Console) -> int:
     if not args.path.is_dir():
         raise UsageError(f"{args.path}: not a directory")
+    manifests = _manifest_source(args)
     index = None if args.no_debian else SourceIndex.from_apt()
-    result = inventory.scan(args.path, index)
+    result = inventory.scan(args.path, index, manifests=manifests, platform=args.platform)
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2))
         return 0
     print_inventory(result, out)
+    _print_download_size(result, args.platform, out)
     return 0
+
+
+def _print_download_size(result: inventory.Inventory, platform: str, out: Console) -> None:
+    """Bytes by kind: a lower bound while some inputs' sizes are unknown (only manifests
+    state sizes), so those are counted next to it."""
+    sizes = result.sizes()
+    table = Table(title=f"download size ({platform})")
+    for col in ("kind", "inputs", "bytes", "size unknown"):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    for kind, row in sizes["by_kind"].items():
+        table.add_row(kind, str(row["inputs"]), f"{row['bytes']:,}", str(row["unsized"]))
+    out.print(table)
+    total, unsized = sizes["download_bytes"], sizes["unsized"]
+    out.print(
+        f"download: {total:,} bytes ({total / 2**20:.1f} MiB) where sizes are known; "
+        f"{unsized} inputs of unknown size",
+        highlight=False,
+    )
 
 
 def _cmd_cpu(args: argparse.Namespace, out: Console) -> int:

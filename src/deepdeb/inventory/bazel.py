@@ -1,23 +1,41 @@
 """Read Bazel's external-repository declarations without running Starlark.
 
-Starlark is Python syntax, so Python's ``ast`` parses it. A small evaluator folds what
-repository rules are called with (string constants, ``+``, ``%``, ``.format()``, lists,
-dicts, subscripts) into values; anything it cannot fold (a function parameter, a value
-computed by a macro) stays unknown rather than guessed. Nothing is ever executed.
+Files are parsed and folded by :mod:`deepdeb.inventory.starlark`; nothing is executed.
+This module finds the calls that declare downloads (``http_archive`` and its kin, project
+wrappers, ``bazel_dep``, and the kinds :mod:`deepdeb.inventory.bazel_rules` reads) and,
+through :mod:`deepdeb.inventory.bazel_urls`, the URLs with hashes kept in constants.
 """
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deepdeb.inventory.bazel_rules import (
+    DOWNLOAD_METHODS,
+    FETCH_ARGS,
+    REPOSITORY_DOWNLOAD,
+    WRAPPED_BY_ARGS,
+    reader_for,
+)
+from deepdeb.inventory.bazel_urls import url_constants
 from deepdeb.inventory.inputs import HEX, UNPARSEABLE, Input, read, second_level
+from deepdeb.inventory.starlark import (
+    UNKNOWN,
+    Folder,
+    RuleCall,
+    call_name,
+    constants,
+    enclosing_functions,
+    parse,
+    scope,
+)
 
 # Rules that fetch something. Project wrappers (tf_http_archive, ...) are recognised
-# generically: any call with a ``name`` and a ``url``/``urls``/``remote`` argument.
+# generically: any call with a ``name`` and a ``url``/``urls``/``remote`` argument (or one
+# of the arguments in WRAPPED_BY_ARGS, e.g. ``jar_urls``).
 ARCHIVE_RULES = {
     "http_archive",
     "http_file",
@@ -27,108 +45,7 @@ ARCHIVE_RULES = {
     "archive_override",
     "git_override",
 }
-_UNKNOWN = object()
-
-
-@dataclass(frozen=True)
-class RuleCall:
-    """One call that declares an external input."""
-
-    rule: str
-    line: int
-    args: dict[str, Any]  # keyword arguments whose values could be folded
-
-
-def _call_name(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    return None
-
-
-class Folder:
-    """Folds expressions to values with a table of known constants."""
-
-    def __init__(self, constants: dict[str, Any]) -> None:
-        self.constants = constants
-
-    def fold(self, node: ast.expr) -> Any:
-        try:
-            return self._fold(node)
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError):
-            return _UNKNOWN
-
-    def _fold(self, node: ast.expr) -> Any:
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            return self.constants.get(node.id, _UNKNOWN)
-        if isinstance(node, ast.List | ast.Tuple):
-            return [self._fold(e) for e in node.elts]
-        if isinstance(node, ast.Dict):
-            return {
-                self._fold(k): self._fold(v)
-                for k, v in zip(node.keys, node.values, strict=True)
-                if k is not None
-            }
-        if isinstance(node, ast.BinOp):
-            left, right = self._fold(node.left), self._fold(node.right)
-            if left is _UNKNOWN or right is _UNKNOWN:
-                return _UNKNOWN
-            if isinstance(node.op, ast.Add):
-                return left + right
-            if isinstance(node.op, ast.Mod) and isinstance(left, str):
-                return left % (tuple(right) if isinstance(right, list) else right)
-            return _UNKNOWN
-        if isinstance(node, ast.Subscript):
-            base, key = self._fold(node.value), self._fold(node.slice)
-            return _UNKNOWN if base is _UNKNOWN or key is _UNKNOWN else base[key]
-        if isinstance(node, ast.Call):
-            return self._fold_call(node)
-        return _UNKNOWN
-
-    def _fold_call(self, node: ast.Call) -> Any:
-        func = node.func
-        if isinstance(func, ast.Attribute) and func.attr == "format":
-            template = self._fold(func.value)
-            args = [self._fold(a) for a in node.args]
-            kwargs = {k.arg: self._fold(k.value) for k in node.keywords if k.arg}
-            if not isinstance(template, str) or _UNKNOWN in args or _UNKNOWN in kwargs.values():
-                return _UNKNOWN
-            return template.format(*args, **kwargs)
-        if isinstance(func, ast.Attribute) and func.attr == "join" and len(node.args) == 1:
-            sep, items = self._fold(func.value), self._fold(node.args[0])
-            if isinstance(sep, str) and isinstance(items, list) and _UNKNOWN not in items:
-                return sep.join(items)
-            return _UNKNOWN
-        # Mirror helpers such as tf_mirror_urls("https://..."): the URL they are given is
-        # the upstream URL; the mirrors they add are copies of it.
-        if len(node.args) == 1 and not node.keywords:
-            value = self._fold(node.args[0])
-            if isinstance(value, str) and "://" in value:
-                return [value]
-        return _UNKNOWN
-
-
-def parse(source: str) -> ast.Module:
-    """Parse Starlark (Python syntax); raises SyntaxError like ast.parse."""
-    return ast.parse(source)
-
-
-def constants(tree: ast.Module, known: dict[str, Any]) -> dict[str, Any]:
-    """Simple ``NAME = expr`` assignments anywhere in a file, folded in file order."""
-    found: dict[str, Any] = {}
-    folder = Folder({**known, **found})
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name) and target.id not in found:
-                folder.constants = {**known, **found}
-                value = folder.fold(node.value)
-                if value is not _UNKNOWN:
-                    found[target.id] = value
-    return found
+_GENERIC = {"url", "urls", "remote"}
 
 
 def _parameters(tree: ast.Module) -> dict[int, set[str]]:
@@ -143,39 +60,80 @@ def _parameters(tree: ast.Module) -> dict[int, set[str]]:
     return inside
 
 
-def rule_calls(source: str, known: dict[str, Any]) -> Iterator[RuleCall]:
-    """Calls in a Starlark file that declare downloads, with their foldable arguments.
+def _rule_of(node: ast.Call) -> str | None:
+    """The rule a call invokes; ``repository_ctx.download(...)`` and its like are
+    :data:`REPOSITORY_DOWNLOAD`."""
+    func = node.func
+    if (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.attr in DOWNLOAD_METHODS
+    ):
+        return REPOSITORY_DOWNLOAD
+    rule = call_name(func)
+    if rule == "maybe" and node.args:  # maybe(http_archive, name = ..., ...)
+        rule = call_name(node.args[0])
+    return rule
 
-    Calls inside a macro that only pass the macro's own parameters along (the body of
-    ``tf_http_archive`` calling ``http_archive(name = name, urls = urls)``) are the
-    wrapper's plumbing, not declarations, and are left out.
+
+def _declares(rule: str, keywords: dict[str, ast.expr]) -> bool:
+    if rule in ARCHIVE_RULES or rule in FETCH_ARGS or rule in ("bazel_dep", REPOSITORY_DOWNLOAD):
+        return True
+    return "name" in keywords and bool((_GENERIC | WRAPPED_BY_ARGS.keys()) & keywords.keys())
+
+
+def _plumbing(rule: str, keywords: dict[str, ast.expr], own: set[str]) -> bool:
+    """A call inside a macro that only passes the macro's own parameters along (the body of
+    ``tf_http_archive`` calling ``http_archive(name = name, urls = urls)``)."""
+    fetching = (_GENERIC | WRAPPED_BY_ARGS.keys() | FETCH_ARGS.get(rule, set())) & keywords.keys()
+    return bool(own) and all(
+        isinstance(v, ast.Name) and v.id in own for k, v in keywords.items() if k in fetching
+    )
+
+
+def _folded_args(node: ast.Call, rule: str, folder: Folder) -> dict[str, Any]:
+    """The keyword arguments that fold; a repository download's positional URL and hash
+    (``download(url, output, sha256)``) too."""
+    values = {k.arg: k.value for k in node.keywords if k.arg}
+    if rule == REPOSITORY_DOWNLOAD:
+        for position, key in ((0, "url"), (2, "sha256")):
+            if len(node.args) > position and key not in values:
+                values[key] = node.args[position]
+    args = {}
+    for key, value in values.items():
+        folded = folder.fold(value)
+        if folded is not UNKNOWN:
+            args[key] = folded
+    return args
+
+
+def rule_calls(tree: ast.Module, table: dict[str, Any]) -> Iterator[RuleCall]:
+    """Calls in a parsed Starlark file that declare downloads, with their foldable arguments.
+
+    ``table``: the constants the file sees. Inside a ``def``, its parameters and locals
+    hide those (:func:`scope`). A macro's plumbing (:func:`_plumbing`) is left out; a
+    repository rule's own ``download`` calls are not plumbing, whatever they pass.
     """
-    tree = parse(source)
-    folder = Folder({**known, **constants(tree, known)})
     params = _parameters(tree)
+    functions = enclosing_functions(tree)
+    folders: dict[int, Folder] = {}
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        rule = _call_name(node.func)
-        if rule == "maybe" and node.args:  # maybe(http_archive, name = ..., ...)
-            rule = _call_name(node.args[0])
+        rule = _rule_of(node)
         keywords = {k.arg: k.value for k in node.keywords if k.arg}
-        fetching = {"url", "urls", "remote"} & keywords.keys()
-        if rule is None or not (
-            rule in ARCHIVE_RULES or rule == "bazel_dep" or ("name" in keywords and fetching)
-        ):
+        if rule is None or not _declares(rule, keywords):
             continue
-        own = params.get(id(node), set())
-        if own and all(
-            isinstance(v, ast.Name) and v.id in own for k, v in keywords.items() if k in fetching
-        ):
+        fn = functions.get(id(node))
+        if rule == REPOSITORY_DOWNLOAD and fn is None:
+            continue  # repository_ctx exists only inside a rule's implementation
+        if rule != REPOSITORY_DOWNLOAD and _plumbing(rule, keywords, params.get(id(node), set())):
             continue
-        args = {}
-        for key, value in keywords.items():
-            folded = folder.fold(value)
-            if folded is not _UNKNOWN:
-                args[key] = folded
-        yield RuleCall(rule=rule, line=node.lineno, args=args)
+        if fn is not None and id(fn) not in folders:
+            folders[id(fn)] = Folder(scope(fn, table))
+        folder = folders[id(fn)] if fn is not None else Folder(table)
+        args = _folded_args(node, rule, folder)
+        yield RuleCall(rule, node.lineno, args, fn.name if fn is not None else None)
 
 
 # --- the scanner ---------------------------------------------------------------------------
@@ -228,27 +186,68 @@ def _bazel_inputs(rel: str, call: RuleCall) -> Input | None:
     )
 
 
-def scan_bazel(root: Path, files: list[Path]) -> Iterator[Input]:
-    """All Bazel files together: constants in one file are often used in another."""
-    sources: dict[Path, str] = {}
+def call_inputs(rel: str, call: RuleCall) -> list[Input]:
+    """The inputs one rule call declares (``filegroup_external`` may declare several)."""
+    special = reader_for(call)
+    if special is not None:
+        return special(rel, call)
+    found = _bazel_inputs(rel, call)
+    return [found] if found is not None else []
+
+
+Parsed = ast.Module | BaseException  # a parse (or fold) failure is reported, not raised
+
+
+def _parse_all(files: list[Path]) -> tuple[dict[Path, Parsed], dict[str, Any]]:
+    """Every file parsed, and the constants of all of them: constants in one file are often
+    used in another."""
+    trees: dict[Path, Parsed] = {}
     known: dict[str, Any] = {}
     for path in files:
         try:
-            sources[path] = read(path)
-            tree = parse(sources[path])
+            text = read(path)
         except (OSError, *UNPARSEABLE):
             continue
-        known.update(constants(tree, known))
-    for path, text in sources.items():
+        try:
+            tree = parse(text)
+            known.update(constants(tree, known))
+        except UNPARSEABLE as e:
+            trees[path] = e
+            continue
+        trees[path] = tree
+    return trees, known
+
+
+def _unparsed(path: Path, rel: str, e: BaseException) -> Input:
+    line = e.lineno or 0 if isinstance(e, SyntaxError) else 0
+    why = e.msg if isinstance(e, SyntaxError) else str(e) or type(e).__name__
+    return Input("unparsed", path.name, rel, line, note=f"not parseable as Starlark: {why}")
+
+
+def scan_bazel(root: Path, files: list[Path]) -> Iterator[Input]:
+    """All Bazel files together: rule calls first, then the URL constants that no rule
+    call already lists."""
+    trees, known = _parse_all(files)
+    tables: dict[Path, tuple[ast.Module, dict[str, Any]]] = {}
+    found: list[Input] = []
+    for path, tree in trees.items():
+        rel = path.relative_to(root).as_posix()
+        if isinstance(tree, BaseException):
+            found.append(_unparsed(path, rel, tree))
+            continue
+        try:
+            table = {**known, **constants(tree, known)}
+            found += [i for call in rule_calls(tree, table) for i in call_inputs(rel, call)]
+        except UNPARSEABLE as e:
+            found.append(_unparsed(path, rel, e))
+            continue
+        tables[path] = (tree, table)
+    declared = {u for i in found for u in i.urls}
+    seen: set[tuple[str, str]] = set()
+    for path, (tree, table) in tables.items():
         rel = path.relative_to(root).as_posix()
         try:
-            calls = list(rule_calls(text, known))
+            found += list(url_constants(rel, tree, Folder(table), seen, declared))
         except UNPARSEABLE as e:
-            line = e.lineno or 0 if isinstance(e, SyntaxError) else 0
-            why = e.msg if isinstance(e, SyntaxError) else str(e) or type(e).__name__
-            yield Input("unparsed", path.name, rel, line, note=f"not parseable as Starlark: {why}")
-            continue
-        for call in calls:
-            found = _bazel_inputs(rel, call)
-            if found is not None:
-                yield found
+            found.append(_unparsed(path, rel, e))
+    yield from found

@@ -30,6 +30,9 @@ class Input:
     size: int | None = None
     second_level: bool = False  # its real contents are listed in another download
     note: str | None = None
+    # Counted in the download total: False for what a build on this platform would not
+    # fetch (another platform's archive, an older CUDA variant of cuDNN).
+    in_total: bool = True
     debian: str | None = None
     debian_match: str = "no match"  # "homepage", "name" or "no match"
 

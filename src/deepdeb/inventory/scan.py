@@ -1,8 +1,11 @@
 """``deepdeb inventory``: every external download a source tree's build declares.
 
-A static scan: no build, no network, nothing executed. Each input is reported with what
+A static scan: no build, nothing executed, no network (unless the caller allows manifests
+to be fetched). Each input is reported with what
 it is, where it comes from, whether it is pinned by a hash or commit, the file and line
-that declares it, and the Debian source package that already ships it, if any.
+that declares it, and the Debian source package that already ships it, if any. Given the
+second-level manifests the build would download (:mod:`deepdeb.inventory.expand`), their
+archives are listed too, and the summary says how many bytes the build would fetch.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +23,11 @@ from deepdeb.inventory.bazel import scan_bazel
 from deepdeb.inventory.cargo import scan_cargo_lock
 from deepdeb.inventory.cmake import scan_cmake
 from deepdeb.inventory.debmatch import SourceIndex
+from deepdeb.inventory.expand import ManifestSource, expand
 from deepdeb.inventory.git import scan_gitmodules
 from deepdeb.inventory.go import scan_go_sum
 from deepdeb.inventory.inputs import UNPARSEABLE, Input
-from deepdeb.inventory.manifests import scan_deps_txt, scan_redistrib_json
+from deepdeb.inventory.manifests import DEFAULT_PLATFORM, scan_deps_txt, scan_redistrib_json
 from deepdeb.inventory.npm import scan_package_lock
 from deepdeb.inventory.python import scan_pyproject, scan_requirements
 
@@ -46,13 +51,13 @@ _BY_NAME: dict[str, Scanner] = {
 _BAZEL = ("WORKSPACE", "WORKSPACE.bazel", "WORKSPACE.bzlmod", "MODULE.bazel")
 
 
-def _per_file_scanner(name: str) -> Scanner | None:
+def _per_file_scanner(name: str, platform: str) -> Scanner | None:
     if name in _BY_NAME:
         return _BY_NAME[name]
     if re.fullmatch(r".*requirements.*\.(txt|in)", name):  # nvidia-requirements.txt too
         return scan_requirements
     if re.fullmatch(r"redistrib.*\.json", name):
-        return scan_redistrib_json
+        return partial(scan_redistrib_json, platform=platform)
     return None
 
 
@@ -74,17 +79,45 @@ class Inventory:
             "files_scanned": self.files_scanned,
         }
 
+    def sizes(self) -> dict[str, Any]:
+        """What the listed inputs would download: bytes by kind where sizes are known, and
+        how many inputs have no known size (so the bytes are a lower bound). Inputs a
+        build for the chosen platform would not fetch (``in_total`` false) and files that
+        could not be read are left out."""
+        by_kind: dict[str, dict[str, int]] = {}
+        for item in self.inputs:
+            if item.kind == "unparsed" or not item.in_total:
+                continue
+            row = by_kind.setdefault(item.kind, {"inputs": 0, "bytes": 0, "unsized": 0})
+            row["inputs"] += 1
+            if item.size is None:
+                row["unsized"] += 1
+            else:
+                row["bytes"] += item.size
+        return {
+            "download_bytes": sum(r["bytes"] for r in by_kind.values()),
+            "unsized": sum(r["unsized"] for r in by_kind.values()),
+            "by_kind": dict(sorted(by_kind.items())),
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "root": str(self.root),
-            "summary": self.summary(),
+            "summary": {**self.summary(), **self.sizes()},
             "debian_index": self.debian_index,
             "inputs": [i.to_json() for i in self.inputs],
         }
 
 
-def scan(root: Path, index: SourceIndex | None = None) -> Inventory:
-    """Scan a tree; ``index`` (apt's Sources) adds Debian matches when given."""
+def scan(
+    root: Path,
+    index: SourceIndex | None = None,
+    *,
+    manifests: ManifestSource | None = None,
+    platform: str = DEFAULT_PLATFORM,
+) -> Inventory:
+    """Scan a tree; ``index`` (apt's Sources) adds Debian matches when given; ``manifests``
+    expands second-level manifests into their archives for ``platform``."""
     root = root.resolve()
     bazel: list[Path] = []
     cmake_files: list[Path] = []
@@ -102,7 +135,7 @@ def scan(root: Path, index: SourceIndex | None = None) -> Inventory:
             elif name == "CMakeLists.txt" or name.endswith(".cmake"):
                 cmake_files.append(path)
             else:
-                scanner = _per_file_scanner(name)
+                scanner = _per_file_scanner(name, platform)
                 if scanner is not None:
                     try:
                         inputs.extend(scanner(root, path))
@@ -119,6 +152,8 @@ def scan(root: Path, index: SourceIndex | None = None) -> Inventory:
     inputs.extend(scan_bazel(root, bazel))
     inputs.extend(scan_cmake(root, cmake_files))
     inputs.sort(key=lambda i: (i.file, i.line, i.name))
+    if manifests is not None:
+        inputs = expand(inputs, manifests, platform)
     if index is not None:
         for item in inputs:
             found = index.match(item.kind, item.name, item.urls)

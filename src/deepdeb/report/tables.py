@@ -145,14 +145,14 @@ def print_inventory(result: Inventory, console: Console) -> None:
     for item in result.inputs:
         pin = item.hash.split(":", 1)[0] if item.hash else "[red]unpinned[/red]"
         extra = " (2nd level)" if item.second_level else ""
-        table.add_row(
-            item.kind,
-            item.name,
-            item.version or "",
+        table.add_row(  # names such as CONST["x86_64-..."] are text, not rich markup
+            escape(item.kind),
+            escape(item.name),
+            escape(item.version or ""),
             pin,
-            f"{item.file}:{item.line}",
+            escape(f"{item.file}:{item.line}"),
             f"{item.debian} ({item.debian_match})" if item.debian else "no match",
-            (item.urls[0] if item.urls else "") + extra,
+            escape(item.urls[0] if item.urls else "") + extra,
         )
     console.print(table)
     s = result.summary()
