@@ -41,6 +41,8 @@ from deepdeb.stack.bundle import Options, recipes_from
 from deepdeb.stack.run import run_stack
 from deepdeb.util import atomic_write_text
 from deepdeb.wheel.pipeline import run_wheel_build
+from deepdeb.wheel.pypi import PyPI
+from deepdeb.wheel.resolve import AptArchive, Kind, resolve
 from deepdeb.wheel.sanity import run_sanity
 
 
@@ -155,6 +157,23 @@ def _parser() -> argparse.ArgumentParser:
     aud.add_argument(
         "--write-copyright", type=Path, metavar="FILE", help="write a DEP-5 debian/copyright draft"
     )
+
+    res = sub.add_parser(
+        "resolve",
+        help="the newest release of a PyPI project the archive can take, and what it needs",
+    )
+    res.add_argument("name", help="the project on PyPI, e.g. tensorflow-cpu")
+    res.add_argument("--target", choices=(SUITE,), default=SUITE, help="the Debian release")
+    res.add_argument("--json", action="store_true", help="machine-readable output")
+    res.add_argument(
+        "--limit", type=int, default=40, help="final releases to look at, newest first"
+    )
+    res.add_argument(
+        "--depth", type=int, default=2, help="levels of additions' own requirements followed"
+    )
+    res.add_argument(
+        "--refresh", action="store_true", help="ask PyPI again even for pages cached today"
+    )
     return parser
 
 
@@ -258,6 +277,27 @@ def _print_download_size(result: inventory.Inventory, platform: str, out: Consol
     )
 
 
+def _cmd_resolve(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """Exit status 0 when some release fits without breaking the archive, else 1."""
+    if args.limit < 1 or args.depth < 0:
+        raise UsageError("--limit must be at least 1 and --depth at least 0")
+    with err.status(f"reading {args.name}'s releases from PyPI, checking them against apt ..."):
+        result = resolve(args.name, PyPI(args.refresh), AptArchive(), args.limit, args.depth)
+    fits = result.newest(Kind.BINARY) is not None
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0 if fits else 1
+    table = Table(title=f"{result.name} on {result.target} (Python 3.11, x86-64)")
+    for col in ("release", "fits", "why / what it adds"):
+        table.add_column(col, overflow="fold")
+    for v in result.shown():
+        table.add_row(v.version, v.kind.label, escape(v.reason))
+    out.print(table)
+    for line in result.summary():
+        out.print(escape(line), highlight=False, soft_wrap=True)
+    return 0 if fits else 1
+
+
 def _cmd_cpu(args: argparse.Namespace, out: Console) -> int:
     host = host_cpu()
     if args.json:
@@ -357,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_publish(args, out)
         if args.command == "sanity":
             return _cmd_sanity(args, out, err)
+        if args.command == "resolve":
+            return _cmd_resolve(args, out, err)
         return _cmd_build(args, out, err)
     except DeepdebError as e:
         err.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)

@@ -153,3 +153,13 @@ class UnsatisfiedRequirements(DeepdebError):
 
 class PublishError(DeepdebError):
     """A package may not, or cannot, be published."""
+
+
+class ArchiveConflict(DeepdebError):
+    """Replacing an archive package with a newer one would break archive packages that
+    depend on it (a versioned relation, or a C ABI the new version does not provide)."""
+
+
+class PackageIndexError(DeepdebError):
+    """The Python package index could not answer (unreachable, not found, bad answer) and
+    nothing usable is in the cache."""

@@ -77,3 +77,55 @@ def download_source(spec: str, dest: Path) -> tuple[int, str]:
     """``apt-get source --download-only`` into ``dest``: (exit status, apt's output)."""
     proc = run(["apt-get", "source", "--download-only", spec], cwd=dest, check=False)
     return proc.returncode, proc.stderr + proc.stdout
+
+
+def _showpkg(names: Iterable[str]) -> dict[str, str]:
+    """``apt-cache showpkg`` of several packages in one run (each run loads apt's cache),
+    split into one block per package."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    out = run(["apt-cache", "showpkg", *wanted], check=False).stdout
+    blocks = re.split(r"^Package: ", out, flags=re.M)[1:]
+    return {b.split("\n", 1)[0].strip(): b for b in blocks}
+
+
+def reverse_relations(names: Iterable[str]) -> dict[str, tuple[list[str], list[str]]]:
+    """For each package, real or virtual: the packages whose relations name it (``Reverse
+    Depends``: Depends, Pre-Depends, Breaks, Conflicts, Recommends, ...) and the packages
+    that provide it (``Reverse Provides``), without architecture qualifiers, each once.
+    A name apt does not know has neither."""
+    found: dict[str, tuple[list[str], list[str]]] = {n: ([], []) for n in names}
+    for name, block in _showpkg(found).items():
+        rdeps = block.split("Reverse Depends:", 1)[-1].split("\nDependencies:", 1)[0]
+        rprov = block.split("Reverse Provides:", 1)[-1] if "Reverse Provides:" in block else ""
+        found[name] = (
+            _unique(re.findall(r"^\s+([^\s,]+),", rdeps, re.M)),
+            _unique(re.findall(r"^(\S+) \S+", rprov, re.M)),
+        )
+    return found
+
+
+def _unique(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(n.split(":", 1)[0] for n in names))
+
+
+def candidate_fields(packages: Iterable[str]) -> list[dict[str, str]]:
+    """The control fields of the candidate version of each package apt knows (unknown and
+    purely virtual names are left out), one record per package."""
+    wanted = sorted(set(packages))
+    if not wanted:
+        return []
+    out = run(["apt-cache", "show", "--no-all-versions", *wanted], check=False).stdout
+    return control_records(out)
+
+
+def control_records(text: str) -> list[dict[str, str]]:
+    """Paragraphs of ``apt-cache show`` output (or a Packages file) as field dictionaries,
+    the first paragraph of each package only."""
+    records: dict[str, dict[str, str]] = {}
+    for para in Deb822.iter_paragraphs(text):
+        name = para.get("Package")
+        if name and name not in records:
+            records[name] = {str(k): str(v) for k, v in para.items()}
+    return list(records.values())

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepdeb.inventory.inputs import HEX, Input, urlpath_suffix
-from deepdeb.inventory.starlark import Folder
+from deepdeb.inventory.starlark import Folder, call_name
 
 URL_KEYS = ("url", "urls", "full_path", "relative_path")
 _VERSION = re.compile(r"v?\d+(\.\d+)+")
@@ -57,11 +57,12 @@ def _line(node: ast.expr) -> int:
 
 
 def _pair(node: ast.expr, folder: Folder, path: Key) -> Pinned | None:
-    """``[url, sha256]``, as the ``*_REDIST_JSON_DICT`` values are."""
-    if not (isinstance(node, ast.List | ast.Tuple) and len(node.elts) == 2):
+    """``[url, sha256]``, as the ``*_REDIST_JSON_DICT`` values are, or ``[url, sha256,
+    strip_prefix]`` as the SYCL ones."""
+    if not (isinstance(node, ast.List | ast.Tuple) and 2 <= len(node.elts) <= 3):
         return None
     value = folder.fold(node)
-    if not isinstance(value, list) or len(value) != 2:
+    if not isinstance(value, list) or len(value) != len(node.elts):
         return None
     urls, sha = _urls(value[0]), _hex64(value[1])
     if not (isinstance(value[0], str) and urls and sha):
@@ -69,8 +70,19 @@ def _pair(node: ast.expr, folder: Folder, path: Key) -> Pinned | None:
     return Pinned(path, urls, sha, node.elts[0].lineno, None)
 
 
+def _as_dict(node: ast.expr) -> ast.expr:
+    """``struct(url = ..., sha256 = ...)`` (the ROCm .deb lists) read as the dict it is."""
+    if isinstance(node, ast.Call) and call_name(node.func) == "struct" and not node.args:
+        keys: list[ast.expr | None] = [ast.Constant(k.arg) for k in node.keywords]
+        as_dict = ast.Dict(keys=keys, values=[k.value for k in node.keywords])
+        return ast.copy_location(as_dict, node)
+    return node
+
+
 def _record(node: ast.expr, folder: Folder, path: Key) -> Pinned | None:
-    """``{"url" | "urls" | "full_path" | "relative_path": ..., "sha256": ...}``."""
+    """``{"url" | "urls" | "full_path" | "relative_path": ..., "sha256": ...}``, or a
+    ``struct()`` with those fields."""
+    node = _as_dict(node)
     if not isinstance(node, ast.Dict):
         return None
     value = folder.fold(node)

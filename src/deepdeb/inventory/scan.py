@@ -109,6 +109,32 @@ class Inventory:
         }
 
 
+# Platform words in file names, by the redistrib platform a build runs on.
+_ARCH_WORDS = {"x86_64": ("x86_64", "amd64"), "sbsa": ("aarch64", "arm64", "sbsa")}
+
+
+def _not_in_total(item: Input, platform: str) -> str:
+    """Why an input is listed but not counted in what a build for ``platform`` downloads:
+    a repository rule's own download whose URL it is given (the URLs are the inputs
+    listed where they are declared), or a wheel built for another machine."""
+    if item.kind == "repository_rule_download" and not item.urls:
+        return "not counted: the machinery behind inputs listed where they are declared"
+    arch = "sbsa" if platform.endswith(("sbsa", "aarch64")) else "x86_64"
+    other = [w for a, words in _ARCH_WORDS.items() if a != arch for w in words]
+    name = item.urls[0].rsplit("/", 1)[-1] if item.urls else ""
+    if item.kind == "wheel" and any(w in name for w in other):
+        return f"not counted: a wheel for another machine than {platform}"
+    return ""
+
+
+def _mark_totals(inputs: list[Input], platform: str) -> None:
+    for item in inputs:
+        why = _not_in_total(item, platform)
+        if why:
+            item.in_total = False
+            item.note = f"{item.note}; {why}" if item.note else why
+
+
 def scan(
     root: Path,
     index: SourceIndex | None = None,
@@ -154,6 +180,7 @@ def scan(
     inputs.sort(key=lambda i: (i.file, i.line, i.name))
     if manifests is not None:
         inputs = expand(inputs, manifests, platform)
+    _mark_totals(inputs, platform)
     if index is not None:
         for item in inputs:
             found = index.match(item.kind, item.name, item.urls)

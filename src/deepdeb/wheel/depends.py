@@ -106,8 +106,14 @@ class Dependency:
 
     @property
     def satisfiable(self) -> bool:
+        """Whether an archive version meets every constraint, compared with the archive's
+        epoch: bookworm's numpy is ``1:1.24.2``, and ``(>= 1.26)`` without the epoch would
+        be met by it."""
         return any(
-            all(_satisfies(v, op, want) for op, want in self.constraints)
+            all(
+                satisfies(v, op, with_epoch(want, archive_epoch(self.archive_versions)))
+                for op, want in self.constraints
+            )
             for v in self.archive_versions
         )
 
@@ -122,9 +128,30 @@ class Dependency:
         return f"the archive has {self.package} {', '.join(self.archive_versions)}"
 
 
-def _satisfies(have: str, op: str, want: str) -> bool:
+def satisfies(have: str, op: str, want: str) -> bool:
+    """Whether Debian version ``have`` meets ``(op want)`` (``=``, ``>=``, ``<=``, ``>>``,
+    ``<<``; dpkg's obsolete ``<`` and ``>`` mean ``<=`` and ``>=``)."""
     c = version_compare(have, want)
+    op = {"<": "<=", ">": ">="}.get(op, op)
     return {"=": c == 0, ">=": c >= 0, "<=": c <= 0, ">>": c > 0, "<<": c < 0}[op]
+
+
+def epoch_of(version: str) -> int:
+    """A Debian version's epoch (``1:1.24.2-1`` is 1, ``1.24`` is 0)."""
+    head, sep, _ = version.partition(":")
+    return int(head) if sep and head.isdigit() else 0
+
+
+def archive_epoch(versions: list[str]) -> int:
+    """The epoch of the archive's newest version of a package: upstream versions compare
+    with the archive's only under the same epoch."""
+    newest = max(versions, key=functools.cmp_to_key(version_compare), default="0")
+    return epoch_of(newest)
+
+
+def with_epoch(version: str, epoch: int) -> str:
+    """``version`` under ``epoch`` unless it has an epoch of its own."""
+    return version if epoch == 0 or ":" in version else f"{epoch}:{version}"
 
 
 def target_environment(extras: tuple[str, ...] = ()) -> list[dict[str, str]]:
@@ -143,6 +170,29 @@ def target_environment(extras: tuple[str, ...] = ()) -> list[dict[str, str]]:
     return [{**env, "extra": e} for e in ("", *extras)]
 
 
+def dependency(req: Requirement) -> Dependency:
+    """One requirement as a Debian relation (markers already evaluated by the caller)."""
+    constraints: list[tuple[str, str]] = []
+    dropped = []
+    for spec in req.specifier:
+        mapped = relations(spec)
+        constraints += mapped
+        if not mapped:
+            dropped.append(str(spec))
+    return Dependency(
+        str(req),
+        canonicalize_name(req.name),
+        debian_name(req.name),
+        constraints,
+        dropped_specifiers=dropped,
+    )
+
+
+def applies(req: Requirement, envs: list[dict[str, str]]) -> bool:
+    """Whether a requirement's marker holds on the target (no marker: always)."""
+    return req.marker is None or any(req.marker.evaluate(e) for e in envs)
+
+
 def dependencies(wheel: Wheel, extras: tuple[str, ...] = ()) -> list[Dependency]:
     """The wheel's runtime requirements for bookworm, mapped to Debian packages."""
     envs = target_environment(extras)
@@ -152,24 +202,8 @@ def dependencies(wheel: Wheel, extras: tuple[str, ...] = ()) -> list[Dependency]
             req = Requirement(text)
         except InvalidRequirement as e:
             raise WheelError(f"{wheel.path.name}: bad Requires-Dist {text!r}: {e}") from None
-        if req.marker is not None and not any(req.marker.evaluate(e) for e in envs):
-            continue
-        constraints: list[tuple[str, str]] = []
-        dropped = []
-        for spec in req.specifier:
-            mapped = relations(spec)
-            constraints += mapped
-            if not mapped:
-                dropped.append(str(spec))
-        found.append(
-            Dependency(
-                str(req),
-                canonicalize_name(req.name),
-                debian_name(req.name),
-                constraints,
-                dropped_specifiers=dropped,
-            )
-        )
+        if applies(req, envs):
+            found.append(dependency(req))
     return found
 
 

@@ -11,6 +11,13 @@ names each one with what the archive has, and the recipe decides per requirement
 constraint dropped and reported), ``bundle`` (ship the requirement's wheel inside this
 package, which then Provides/Conflicts/Replaces the Debian package) or ``package`` (build
 the requirement's wheel as its own python3-* package, and depend on it with the version).
+
+``bundle`` and ``package`` replace the archive's package of that name: before anything is
+built, :mod:`deepdeb.wheel.conflicts` checks every archive package that depends on it, and
+a replacement that would break one (numpy 2 for every module compiled against numpy 1's
+ABI) stops the build with the list. A replacement keeps the archive's epoch, so that it
+sorts after the version it replaces, and provides the ABI virtual packages its version
+keeps (``python3-numpy-abi9`` for a numpy 1.x).
 """
 
 from __future__ import annotations
@@ -22,7 +29,15 @@ from deepdeb.recipe.model import Flavor, WheelRecipe
 from deepdeb.report.schema import RequirementRow
 from deepdeb.sources.wheelfile import Wheel, open_wheel
 from deepdeb.sources.wheels import Fetched, fetch_source, fetch_wheel
-from deepdeb.wheel.depends import Dependency, check_archive, debian_version, dependencies
+from deepdeb.wheel.conflicts import check_replacements, kept_virtuals, replacement_version
+from deepdeb.wheel.depends import (
+    Dependency,
+    archive_epoch,
+    check_archive,
+    debian_version,
+    dependencies,
+    with_epoch,
+)
 from deepdeb.wheel.package import MAINTAINER, PackageSpec, relation_for
 
 
@@ -71,6 +86,8 @@ def plan(recipe: WheelRecipe) -> list[Planned]:
     opened = [(f, fetched, open_wheel(fetched.path)) for f, fetched in wheels]
     names = {f.name: package_name(w, f) for f, _, w in opened}
     packaged: dict[str, Planned] = {}
+    replacing: list[tuple[str, str, str, str]] = []  # (PyPI name, package, version, for)
+    in_archive: set[str] = set()
     for flavor, fetched, whl in opened:
         version = debian_version(whl.version) + "-1"
         choices = dict(flavor.python.requires)
@@ -78,6 +95,7 @@ def plan(recipe: WheelRecipe) -> list[Planned]:
         check_archive(deps)
         relations: list[str] = []
         bundled: list[Wheel] = []
+        bundled_names: list[str] = []
         provides = [f"{base_name(whl, flavor)}-api (= {version})"]
         rows = []
         for d in deps:
@@ -88,19 +106,24 @@ def plan(recipe: WheelRecipe) -> list[Planned]:
                     f'requires: {d.pypi_name} = "depend" | "bundle" | "package"'
                 )
                 continue
+            who = f"{d.requirement} of {names[flavor.name]}"
             if choice == "bundle":
-                _, inner, inner_deps = _requirement_wheel(d, flavor)
+                inner, inner_provides, inner_relations = _bundle(d, flavor)
                 bundled.append(inner)
-                provides.append(f"{d.package} (= {debian_version(inner.version)})")
-                relations += [x.relation() for x in inner_deps]  # what the bundled code needs
+                bundled_names.append(d.package)
+                provides += inner_provides
+                relations += inner_relations
+                replacing.append((d.pypi_name, d.package, inner.version, who))
             elif choice == "package" and d.pypi_name not in packaged:
                 packaged[d.pypi_name] = _plan_requirement(d, flavor)
+                replacing.append((d.pypi_name, d.package, packaged[d.pypi_name].wheel.version, who))
+            if d.archive_versions:
+                in_archive.add(d.package)
             relation = relation_for(d, choice)
             if relation:
                 relations.append(relation)
             rows.append(_requirement_row(d, choice, relation))
         others = [n for name, n in names.items() if name != flavor.name]
-        bundled_names = [p.split()[0] for p in provides[1:]]
         spec = PackageSpec(
             package=names[flavor.name],
             version=version,
@@ -116,6 +139,7 @@ def plan(recipe: WheelRecipe) -> list[Planned]:
         raise UnsatisfiedRequirements(
             "requirements Debian bookworm cannot satisfy:\n  " + "\n  ".join(unsatisfied)
         )
+    check_replacements([r for r in replacing if r[1] in in_archive])
     return [*plans, *packaged.values()]
 
 
@@ -135,12 +159,23 @@ def _requirement_wheel(d: Dependency, flavor: Flavor) -> tuple[Fetched, Wheel, l
     return fetched, whl, deps
 
 
+def _bundle(d: Dependency, flavor: Flavor) -> tuple[Wheel, list[str], list[str]]:
+    """A requirement shipped inside the package: its wheel, what the package then provides
+    in its place (the Debian package at its version, under the archive's epoch, and the ABI
+    virtual packages it keeps), and the relations the bundled code needs itself."""
+    _, inner, inner_deps = _requirement_wheel(d, flavor)
+    version = with_epoch(debian_version(inner.version), archive_epoch(d.archive_versions))
+    provides = [f"{d.package} (= {version})", *sorted(kept_virtuals(d.pypi_name, inner.version))]
+    return inner, provides, [x.relation() for x in inner_deps]
+
+
 def _plan_requirement(d: Dependency, flavor: Flavor) -> Planned:
     """A requirement built as its own package (``package``)."""
     fetched, whl, deps = _requirement_wheel(d, flavor)
     spec = PackageSpec(
         package=d.package,
-        version=debian_version(whl.version) + "-1~deepdeb1",
+        version=replacement_version(whl.version, d.archive_versions),
+        provides=tuple(sorted(kept_virtuals(d.pypi_name, whl.version))),
         depends=tuple(x.relation() for x in deps),
         maintainer=flavor.python.maintainer or MAINTAINER,
     )
