@@ -257,8 +257,13 @@ def test_non_gaining_package_is_shipped_unchanged(tmp_path: Path) -> None:
             assert not level.kept
             if not host_cpu().supports(level.level):
                 continue
-            assert level.speedup is not None and level.speedup < 1.05
-            assert "below min_speedup" in level.reason or "over the level below" in level.reason
+            # a latency-bound chase gains nothing: a median that noise lifts over 1.05 is
+            # not confirmed by the rounds (sign test), so it is not kept either
+            assert level.speedup is not None
+            assert any(
+                why in level.reason
+                for why in ("below min_speedup", "over the level below", "beyond the noise")
+            ), level.reason
         stock_dir = report.work_dir / "builds" / "x86-64"
         assert report.packages and all(p.stock for p in report.packages)
         for package in report.packages:

@@ -306,7 +306,7 @@ def test_each_requirement_gets_one_of_five_answers() -> None:
                       "newonly", "gast!=0.5.2,>=0.2.1"])  # fmt: skip
     assert found["six>=1.10"] == ("archive", "bookworm has 1.16.0-4")
     assert found["absl-py>=1.0"] == (
-        "pure", "absl-py 2.1.0 (pure-Python; python3-absl-py is not in bookworm)"
+        "pure", "absl-py 2.1.0 (pure-Python; python3-absl is not in bookworm)"
     )  # fmt: skip
     assert found["h5py>=3.10"] == (
         "binary", "h5py 3.12.1 (binary; replaces bookworm's 3.7.0-8)"
