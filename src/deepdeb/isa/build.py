@@ -63,6 +63,7 @@ class VariantBuild:
     debs: dict[str, Path] = field(default_factory=dict)  # binary package -> .deb or .ddeb
     tests_run: bool = True  # False: built with nocheck, its tests wait for run_tests
     tree: Path | None = None  # the unpacked, built source, where run_tests runs them
+    private: Path | None = None  # deepdeb's files for its sandbox (the build cannot write)
     jobs: int = 1
 
 
@@ -365,7 +366,7 @@ def _build_one(
     result.test_seconds = clock.seconds(TEST_STEPS)
     result.network_attempts = sandbox.read_attempts(attempts_log)
     result.tests_run = "nocheck" not in options
-    result.tree, result.jobs = tree, jobs
+    result.tree, result.private, result.jobs = tree, private, jobs
     if status != 0:
         text = tail(log, 400)
         in_tests = failed_in_tests(text)
@@ -561,10 +562,9 @@ def run_tests(
     the build, with the build's flags and without nocheck. The outcome is recorded in
     ``variant`` as a build's would be: ``tests_passed``, ``failure``, ``tests_tail``.
     """
-    if variant.tests_run or variant.tree is None:
+    if variant.tests_run or variant.tree is None or variant.private is None:
         return
-    tree, directory, log = variant.tree, variant.directory, variant.log
-    private = variant.log.parent.parent / "sandbox" / variant.level
+    tree, directory, log, private = variant.tree, variant.directory, variant.log, variant.private
     attempts_log = private / "network-attempts.jsonl"
     env = flags_environment(variant.flags, jobs or variant.jobs, dict(os.environ))
     env["DEB_BUILD_OPTIONS"] = " ".join(

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -64,6 +64,27 @@ def _progress(console: Console) -> Progress:
         console=console,
         transient=False,
     )
+
+
+@contextlib.contextmanager
+def _level_progress(
+    console: Console, levels: list[str], first: str
+) -> Iterator[Callable[[str, str], None]]:
+    """A progress line per level, and the function that moves one on ("done", "tests
+    failed" and "failed (reported)" end a line)."""
+    with _progress(console) as progress:
+        tasks = {lv: progress.add_task(first, total=None, level=lv) for lv in levels}
+
+        def update(level: str, what: str) -> None:
+            done = what in ("done", "tests failed", "failed (reported)")
+            progress.update(
+                tasks[level],
+                description=what,
+                total=1 if done else None,
+                completed=1 if done else 0,
+            )
+
+        yield update
 
 
 _OWNER = ".deepdeb-pid"  # in every scratch directory: the process it belongs to
@@ -288,18 +309,7 @@ def _build(
     defer_tests: bool = False,
 ) -> dict[str, VariantBuild]:
     levels = [BASELINE, *plan.levels]
-    with _progress(console) as progress:
-        tasks = {lv: progress.add_task("waiting", total=None, level=lv) for lv in levels}
-
-        def update(level: str, what: str) -> None:
-            done = what in ("done", "tests failed", "failed (reported)")
-            progress.update(
-                tasks[level],
-                description=what,
-                total=1 if done else None,
-                completed=1 if done else 0,
-            )
-
+    with _level_progress(console, levels, "waiting") as update:
         variants = build_all(
             package, _isa(recipe), plan, work / "builds", update, clean=clean,
             defer_tests=defer_tests,
@@ -403,17 +413,12 @@ def _run_tests(
     """The deferred tests of some levels, side by side, the cores shared among them."""
     cpus = os.cpu_count() or 1
     jobs = max(1, cpus // len(variants))
-    with _progress(console) as progress:
-        tasks = {v.level: progress.add_task("tests", total=None, level=v.level) for v in variants}
-
-        def update(level: str, what: str) -> None:
-            done = what in ("done", "tests failed")
-            progress.update(tasks[level], description=what, total=1 if done else None,
-                            completed=1 if done else 0)  # fmt: skip
-
-        with ThreadPoolExecutor(max_workers=len(variants)) as pool:
-            for future in [pool.submit(run_tests, v, update, clean, jobs) for v in variants]:
-                future.result()
+    with (
+        _level_progress(console, [v.level for v in variants], "tests") as update,
+        ThreadPoolExecutor(max_workers=len(variants)) as pool,
+    ):
+        for future in [pool.submit(run_tests, v, update, clean, jobs) for v in variants]:
+            future.result()
 
 
 def _record_times(

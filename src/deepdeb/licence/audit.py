@@ -27,7 +27,7 @@ from debian.deb822 import Deb822, PkgRelation
 from deepdeb.errors import AuditError
 from deepdeb.licence import models
 from deepdeb.licence.mlpolicy import MlVerdict, ml_verdict
-from deepdeb.licence.scan import is_licence_file, scan
+from deepdeb.licence.scan import Finding, is_licence_file, scan
 from deepdeb.licence.verdict import Verdict, control_dependencies, decide, source_area
 from deepdeb.recipe.load import load_recipe
 from deepdeb.recipe.model import SourceRecipe, WheelRecipe
@@ -72,10 +72,22 @@ def _decide(
     declared: frozenset[str] | set[str] = frozenset(),
 ) -> Verdict:
     """The verdict on an unpacked tree: its files, the models and datasets declared for it
-    and those found in it (:mod:`deepdeb.licence.models`), and code that fetches more."""
-    files = scan(tree, deep)
-    found = models.verdicts(models.find_artifacts(tree, files), declared)
-    fetches = [f"{d.path}:{d.line}: {d.call}()" for d in models.find_runtime_downloads(tree)]
+    and those found in it, and code that fetches more."""
+    return _with_models(scan(tree, deep), tree, ml, deps, reviewed, declared)
+
+
+def _with_models(
+    files: list[Finding],
+    root: Path,
+    ml: list[MlVerdict],
+    deps: list[list[str]],
+    reviewed: str | None = None,
+    declared: frozenset[str] | set[str] = frozenset(),
+) -> Verdict:
+    """The verdict on ``files``, with the models and datasets found under ``root``
+    (:mod:`deepdeb.licence.models`) and the code there that fetches more."""
+    found = models.verdicts(models.find_artifacts(root, files), declared)
+    fetches = [f"{d.path}:{d.line}: {d.call}()" for d in models.find_runtime_downloads(root)]
     return decide(files, ml + found, deps, reviewed, fetches)
 
 
@@ -97,12 +109,7 @@ def audit_wheel(
         if evidence.exists():
             shutil.rmtree(evidence)
         wheel.extractall(evidence, [n for n in names if models.MODEL_NAMES.search(n)])
-    verdict = decide(scan(tree, deep), [], [list(alts) for alts in depends])
-    found = models.verdicts(models.find_artifacts(evidence, verdict.files))
-    fetches = [f"{d.path}:{d.line}: {d.call}()" for d in models.find_runtime_downloads(evidence)]
-    if found or fetches:
-        verdict = decide(verdict.files, found, [list(a) for a in depends], None, fetches)
-    return verdict
+    return _with_models(scan(tree, deep), evidence, [], [list(alts) for alts in depends])
 
 
 def licence_evidence(member: str) -> bool:
