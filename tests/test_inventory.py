@@ -22,7 +22,7 @@ from deepdeb.inventory.bazel_rules import maven_url
 from deepdeb.inventory.debmatch import SourceIndex, url_keys
 from deepdeb.inventory.expand import ManifestError, ManifestSource, expand, file_name
 from deepdeb.inventory.inputs import Input
-from deepdeb.inventory.scan import scan
+from deepdeb.inventory.scan import Inventory, scan
 
 TREE = FIXTURES / "inventory"
 
@@ -923,3 +923,154 @@ def test_structs_triples_and_what_a_build_for_this_machine_counts() -> None:
     assert rocm.hash == "sha256:" + "2" * 64 and rocm.line == 10
     assert inv.sizes()["by_kind"]["wheel"] == {"inputs": 1, "bytes": 0, "unsized": 1}
     assert "repository_rule_download" not in inv.sizes()["by_kind"]
+
+
+# --- what the tree's configuration (.bazelrc) selects among hermetic CUDA downloads --------
+
+CONFIGURED = FIXTURES / "inventory-configured"
+CTREE, CMANIFESTS = CONFIGURED / "tree", CONFIGURED / "manifests"
+NOT_USED = "not used by this configuration"
+
+
+def _unused(result: Inventory) -> dict[str, str]:
+    """Name -> the reason the configuration leaves it out, for every input it leaves out."""
+    inputs = result.inputs
+    return {
+        i.name + ("" if i.kind != "redist_archive" else f" {i.version}"): (i.note or "").split(
+            f"{NOT_USED}: "
+        )[1]
+        for i in inputs
+        if NOT_USED in (i.note or "")
+    }
+
+
+def test_bazelrc_chooses_the_versions_that_count() -> None:
+    """build:cuda in .bazelrc and in an imported file (a continued line) choose CUDA 12.4.1
+    and cuDNN 9.1.0; another config, a test-only line, an import outside the tree and a
+    self-import change nothing. Only those manifests are expanded, only the components
+    with a build template count, NCCL for CUDA 11 and NVSHMEM (unset) do not."""
+    result = scan(CTREE, manifests=ManifestSource(CMANIFESTS))
+    assert result.configuration.to_json() == {
+        "settings": {
+            "HERMETIC_CUDA_VERSION": {"values": ["12.4.1"], "where": ".bazelrc:6, build:cuda"},
+            "HERMETIC_CUDNN_VERSION": {
+                "values": ["9.1.0"],
+                "where": "tools/cuda.bazelrc:2, build:cuda",
+            },
+        },
+        "components": ["cuda_cudart", "cuda_nvcc", "cudnn", "libcublas"],
+    }
+    assert _unused(result) == {
+        "nsight_compute 2024.1.1.4": "no build template for nsight_compute "
+        "(*VERSIONS_TO_BUILD_TEMPLATES)",
+        "cuda_documentation 12.4.127": "no build template for cuda_documentation "
+        "(*VERSIONS_TO_BUILD_TEMPLATES)",
+        'CUDA_REDIST_JSON_DICT["12.6.0"]': "HERMETIC_CUDA_VERSION=12.4.1 (.bazelrc:6, build:cuda)",
+        'MIRRORED_TARS_CUDA_REDIST_JSON_DICT["12.4.1"]': "a mirrored tar manifest, read only "
+        "with USE_CUDA_TAR_ARCHIVE_FILES set",
+        'CUDNN_REDIST_JSON_DICT["9.2.0"]': "HERMETIC_CUDNN_VERSION=9.1.0 "
+        "(tools/cuda.bazelrc:2, build:cuda)",
+        'NVSHMEM_REDIST_JSON_DICT["3.1.7"]': "HERMETIC_NVSHMEM_VERSION is not set",
+        'CUDA_11_NCCL_WHEEL_DICT["x86_64-unknown-linux-gnu"]': "NCCL for CUDA 11, "
+        "HERMETIC_CUDA_VERSION=12.4.1",
+    }
+    by_name = {i.name: i for i in result.inputs}
+    unused = by_name['CUDA_REDIST_JSON_DICT["12.6.0"]']
+    assert (unused.size, unused.in_total) == (None, False)  # in DIR, but not read
+    assert not [i for i in result.inputs if i.kind == "redist_archive" and "12.6" in i.urls[0]]
+    assert result.sizes() == {
+        # cudart, nvcc, cublas (a second *VERSIONS_TO_BUILD_TEMPLATES), cuDNN for CUDA 12;
+        # the two manifests read
+        "download_bytes": 1_100_000 + 52_000_000 + 480_000_000 + 540_000_000 + 3021 + 738,
+        "unsized": 1,
+        "by_kind": {
+            "redist_archive": {"inputs": 4, "bytes": 1_073_100_000, "unsized": 0},
+            "redistrib_manifest": {"inputs": 2, "bytes": 3759, "unsized": 0},
+            "wheel": {"inputs": 1, "bytes": 0, "unsized": 1},
+        },
+    }
+
+
+def test_explicit_versions_replace_the_bazelrc_and_no_configuration_counts_all() -> None:
+    result = scan(CTREE, manifests=ManifestSource(CMANIFESTS), versions={"cuda": "12.6.0"})
+    counted = [(i.name, i.version) for i in result.inputs if i.in_total and i.size]
+    assert counted == [
+        ('CUDA_REDIST_JSON_DICT["12.6.0"]', "12.6.0"),
+        ("cuda_cudart", "12.6.37"),
+        ("cuda_nvcc", "12.6.20"),
+        ("libcublas", "12.6.0.22"),
+        ('CUDNN_REDIST_JSON_DICT["9.1.0"]', "9.1.0"),
+        ("cudnn", "9.1.0.70"),
+    ]
+    assert _unused(result)['CUDA_REDIST_JSON_DICT["12.4.1"]'] == (
+        "HERMETIC_CUDA_VERSION=12.6.0 (--cuda-version)"
+    )
+    # the hermetic fixture has no .bazelrc: every version counts, as before
+    plain = scan(HTREE, manifests=ManifestSource(MANIFESTS))
+    assert not plain.configuration.hermetic and not _unused(plain)
+
+
+def _tree_with(tmp_path: Path, bazelrc: str) -> Path:
+    tree = tmp_path / "tree"
+    shutil.copytree(CTREE, tree)
+    (tree / ".bazelrc").write_text(bazelrc)
+    return tree
+
+
+def test_bazelrc_variants(tmp_path: Path) -> None:
+    """Tar manifests when USE_CUDA_TAR_ARCHIVE_FILES is set; a plain build line when no
+    cuda config sets it; TF_CUDA_VERSION as the fallback; configs that disagree count
+    both versions; a line Bazel could not read either is skipped."""
+    tree = _tree_with(
+        tmp_path,
+        "build:cuda --repo_env=HERMETIC_CUDA_VERSION=12.4.1 "
+        "--repo_env=USE_CUDA_TAR_ARCHIVE_FILES=1\n"
+        "build --action_env=TF_CUDNN_VERSION=9.2.0\n"
+        "build:cuda --repo_env=HERMETIC_NVSHMEM_VERSION='3.1.7 # unclosed\n",
+    )
+    result = scan(tree)
+    unused = _unused(result)
+    assert unused['CUDA_REDIST_JSON_DICT["12.4.1"]'] == (
+        "USE_CUDA_TAR_ARCHIVE_FILES (.bazelrc:1, build:cuda) reads the mirrored tar "
+        "manifest instead"
+    )
+    assert 'MIRRORED_TARS_CUDA_REDIST_JSON_DICT["12.4.1"]' not in unused
+    assert unused['CUDNN_REDIST_JSON_DICT["9.1.0"]'] == (
+        "HERMETIC_CUDNN_VERSION=9.2.0 (.bazelrc:2, build)"
+    )
+    assert unused['NVSHMEM_REDIST_JSON_DICT["3.1.7"]'] == "HERMETIC_NVSHMEM_VERSION is not set"
+    both = scan(
+        _tree_with(
+            tmp_path / "2",
+            "build:a --repo_env=HERMETIC_CUDA_VERSION=12.4.1\n"
+            "build:b --repo_env=HERMETIC_CUDA_VERSION=12.6.0\n",
+        )
+    )
+    setting = both.configuration.settings["HERMETIC_CUDA_VERSION"]
+    assert (setting.values, setting.where) == (
+        ("12.4.1", "12.6.0"),
+        ".bazelrc:1, build:a; .bazelrc:2, build:b",
+    )
+    assert not [k for k in _unused(both) if k.startswith("CUDA_REDIST")]
+
+
+def test_cli_versions_and_configuration_line() -> None:
+    table = _cli(CTREE, "--manifests", CMANIFESTS)
+    assert table.returncode == 0, table.stderr
+    assert (
+        "configuration: HERMETIC_CUDA_VERSION=12.4.1 (.bazelrc:6, build:cuda); "
+        "HERMETIC_CUDNN_VERSION=9.1.0 (tools/cuda.bazelrc:2, build:cuda); "
+        "7 inputs listed as not used by this configuration" in table.stdout
+    )
+    assert "download: 1,073,103,759 bytes" in table.stdout
+    data = json.loads(
+        _cli(
+            CTREE, "--format", "json", "--manifests", CMANIFESTS, "--cudnn-version", "9.2.0"
+        ).stdout
+    )
+    assert data["configuration"]["settings"]["HERMETIC_CUDNN_VERSION"] == {
+        "values": ["9.2.0"],
+        "where": "--cudnn-version",
+    }
+    cudnn = [i for i in data["inputs"] if i["name"] == "cudnn" and i["in_total"]]
+    assert [(i["version"], i["size"]) for i in cudnn] == [("9.2.0.82", 560_000_000)]

@@ -21,6 +21,7 @@ from deepdeb.cpu.levels import LEVELS, host_cpu, level_features
 from deepdeb.debian.target import SUITE
 from deepdeb.errors import DeepdebError, UsageError
 from deepdeb.inventory import scan as inventory
+from deepdeb.inventory.configured import NOT_USED
 from deepdeb.inventory.debmatch import SourceIndex
 from deepdeb.inventory.expand import ManifestSource
 from deepdeb.inventory.manifests import DEFAULT_PLATFORM
@@ -119,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
         help="expand only manifests whose file name matches GLOB (repeatable), e.g. the "
         "CUDA and cuDNN versions the build is configured for; default: all",
     )
+    for library, label in (("cuda", "CUDA"), ("cudnn", "cuDNN"), ("nvshmem", "NVSHMEM")):
+        inv.add_argument(
+            f"--{library}-version",
+            metavar="V",
+            help=f"the hermetic {label} version the build is configured for, in place of "
+            f"the tree's .bazelrc (HERMETIC_{library.upper()}_VERSION); manifests of "
+            "other versions are listed as not used and not counted",
+        )
     inv.add_argument(
         "--platform",
         default=DEFAULT_PLATFORM,
@@ -250,13 +259,37 @@ def _cmd_inventory(args: argparse.Namespace, out: Console) -> int:
         raise UsageError(f"{args.path}: not a directory")
     manifests = _manifest_source(args)
     index = None if args.no_debian else SourceIndex.from_apt()
-    result = inventory.scan(args.path, index, manifests=manifests, platform=args.platform)
+    versions = {
+        library: version
+        for library in ("cuda", "cudnn", "nvshmem")
+        if (version := getattr(args, f"{library}_version"))
+    }
+    result = inventory.scan(
+        args.path, index, manifests=manifests, platform=args.platform, versions=versions
+    )
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2))
         return 0
     print_inventory(result, out)
+    _print_configuration(result, out)
     _print_download_size(result, args.platform, out)
     return 0
+
+
+def _print_configuration(result: inventory.Inventory, out: Console) -> None:
+    """The hermetic CUDA versions the total is for, and how much was left out for it."""
+    settings = result.configuration.settings
+    if not result.configuration.hermetic:
+        return
+    chosen = "; ".join(
+        f"{name}={'/'.join(s.values)} ({s.where})" for name, s in sorted(settings.items())
+    )
+    unused = sum(NOT_USED in (i.note or "") for i in result.inputs)
+    out.print(
+        f"configuration: {chosen}; {unused} inputs listed as {NOT_USED}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _print_download_size(result: inventory.Inventory, platform: str, out: Console) -> None:

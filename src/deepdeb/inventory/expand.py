@@ -176,6 +176,6 @@ def expand(
     result: list[Input] = []
     for item in inputs:
         result.append(item)
-        if is_manifest(item):
+        if is_manifest(item) and item.in_total:  # not one the configuration leaves unused
             result.extend(expand_one(item, source, platform, seen))
     return result

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 from deepdeb.inventory.bazel import scan_bazel
 from deepdeb.inventory.cargo import scan_cargo_lock
 from deepdeb.inventory.cmake import scan_cmake
+from deepdeb.inventory.configured import BuildConfig, configure, mark_unused
 from deepdeb.inventory.debmatch import SourceIndex
 from deepdeb.inventory.expand import ManifestSource, expand
 from deepdeb.inventory.git import scan_gitmodules
@@ -69,6 +70,7 @@ class Inventory:
     inputs: list[Input]
     files_scanned: int
     debian_index: bool  # whether apt's source index was available for matching
+    configuration: BuildConfig = field(default_factory=BuildConfig)
 
     def summary(self) -> dict[str, int]:
         return {
@@ -105,6 +107,7 @@ class Inventory:
             "root": str(self.root),
             "summary": {**self.summary(), **self.sizes()},
             "debian_index": self.debian_index,
+            "configuration": self.configuration.to_json(),
             "inputs": [i.to_json() for i in self.inputs],
         }
 
@@ -141,9 +144,12 @@ def scan(
     *,
     manifests: ManifestSource | None = None,
     platform: str = DEFAULT_PLATFORM,
+    versions: Mapping[str, str] | None = None,
 ) -> Inventory:
     """Scan a tree; ``index`` (apt's Sources) adds Debian matches when given; ``manifests``
-    expands second-level manifests into their archives for ``platform``."""
+    expands second-level manifests into their archives for ``platform``. The tree's
+    ``.bazelrc`` (or ``versions``: library -> version) says which hermetic CUDA versions
+    a build uses; the others are listed, not counted, nor expanded."""
     root = root.resolve()
     bazel: list[Path] = []
     cmake_files: list[Path] = []
@@ -178,12 +184,15 @@ def scan(
     inputs.extend(scan_bazel(root, bazel))
     inputs.extend(scan_cmake(root, cmake_files))
     inputs.sort(key=lambda i: (i.file, i.line, i.name))
+    config = configure(root, bazel, versions)
+    mark_unused(inputs, config)
     if manifests is not None:
         inputs = expand(inputs, manifests, platform)
+        mark_unused(inputs, config)  # the archives of components without a template
     _mark_totals(inputs, platform)
     if index is not None:
         for item in inputs:
             found = index.match(item.kind, item.name, item.urls)
             if found is not None:
                 item.debian, item.debian_match = found.package, found.via
-    return Inventory(root, inputs, count, index is not None and not index.empty)
+    return Inventory(root, inputs, count, index is not None and not index.empty, config)
