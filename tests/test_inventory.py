@@ -22,7 +22,7 @@ from deepdeb.inventory.bazel_rules import maven_url
 from deepdeb.inventory.debmatch import SourceIndex, url_keys
 from deepdeb.inventory.expand import ManifestError, ManifestSource, expand, file_name
 from deepdeb.inventory.inputs import Input
-from deepdeb.inventory.scan import Inventory, scan
+from deepdeb.inventory.scan import Inventory, _not_in_total, scan
 
 TREE = FIXTURES / "inventory"
 
@@ -1074,3 +1074,21 @@ def test_cli_versions_and_configuration_line() -> None:
     }
     cudnn = [i for i in data["inputs"] if i["name"] == "cudnn" and i["in_total"]]
     assert [(i["version"], i["size"]) for i in cudnn] == [("9.2.0.82", 560_000_000)]
+
+
+@pytest.mark.parametrize(
+    ("url", "x86_64", "sbsa"),
+    [
+        ("https://h/nvidia_nccl_cu12-2.25.1-py3-none-manylinux2014_x86_64.whl", True, False),
+        ("https://h/n-1.0-py3-none-manylinux2014_aarch64.manylinux_2_17_aarch64.whl#sha256=ab",
+         False, True),
+        ("https://h/n-1.0-cp311-cp311-musllinux_1_2_x86_64.whl?download=1", True, False),
+        ("https://h/n-1.0-cp311-cp311-win_amd64.whl", False, False),
+        ("https://h/n-1.0-cp311-cp311-macosx_11_0_arm64.whl", False, False),
+        ("https://h/n-1.0-py3-none-any.whl", True, True),
+        ("https://h/not-a-wheel-name.whl", True, True),  # unreadable: counted, not guessed
+    ],
+)  # fmt: skip
+def test_wheels_for_this_machine_by_their_tags(url: str, x86_64: bool, sbsa: bool) -> None:
+    item = Input("wheel", "W", "f.bzl", 1, urls=[url])
+    assert [not _not_in_total(item, p) for p in ("linux-x86_64", "linux-sbsa")] == [x86_64, sbsa]

@@ -408,3 +408,45 @@ def test_build_and_audit_give_a_wheel_the_same_verdict(tmp_path: Path) -> None:
     assert (audited.area, audited.redistributable) == ("local-only", False)
     assert (built.area, built.redistributable) == (audited.area, audited.redistributable)
     assert any("vendpkg/_vendor/blob/LICENSE" in r for r in built.licence_reasons)
+
+
+PINNED = ["python3 (>= 3.11~)", "python3 (<< 3.12)"]
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("cp311-cp311-manylinux_2_28_x86_64", PINNED),
+        # the stable ABI of an older CPython, in a compressed platform set
+        ("cp38-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64", PINNED),
+        # newer than pip is asked to download, still older than bookworm's glibc 2.36
+        ("cp311-cp311-manylinux_2_34_x86_64", PINNED),
+        ("py3-none-manylinux2014_x86_64", ["python3:any"]),  # compiled, no CPython ABI
+        ("py2.py3-none-any", ["python3:any"]),
+    ],
+)
+def test_wheel_tags_decide_the_python_relation(
+    tmp_path: Path, tag: str, expected: list[str]
+) -> None:
+    from deepdeb.wheel.package import python_relations
+
+    whl = open_wheel(make_wheel(tmp_path, "tagged", "1.0", PURE, tag=tag))
+    assert python_relations(whl) == expected
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "cp312-cp312-manylinux_2_28_x86_64",
+        "cp311-cp311-manylinux_2_28_aarch64",
+        "cp311-cp311-manylinux_2_39_x86_64",
+        "cp311-cp311-macosx_11_0_arm64",
+        "cp311-cp311-win_amd64",
+    ],
+)
+def test_wheels_bookworm_cannot_load_are_refused(tmp_path: Path, tag: str) -> None:
+    from deepdeb.wheel.package import python_relations
+
+    whl = open_wheel(make_wheel(tmp_path, "tagged", "1.0", PURE, tag=tag))
+    with pytest.raises(WheelError, match=f"is for {tag}; Debian bookworm's Python 3.11 on amd64"):
+        python_relations(whl)

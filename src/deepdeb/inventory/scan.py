@@ -19,6 +19,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
 from deepdeb.inventory.bazel import scan_bazel
 from deepdeb.inventory.cargo import scan_cargo_lock
 from deepdeb.inventory.cmake import scan_cmake
@@ -112,8 +114,23 @@ class Inventory:
         }
 
 
-# Platform words in file names, by the redistrib platform a build runs on.
-_ARCH_WORDS = {"x86_64": ("x86_64", "amd64"), "sbsa": ("aarch64", "arm64", "sbsa")}
+_LINUX = ("manylinux", "musllinux", "linux")
+_MACHINES = {"x86_64": "x86_64", "sbsa": "aarch64"}  # NVIDIA's platform name -> wheel's
+
+
+def for_this_machine(filename: str, platform: str) -> bool:
+    """Whether a wheel (by its file name's tags, read by ``packaging``) installs on a Linux
+    build for NVIDIA's ``platform``: pure, or a Linux platform tag of the same machine. A
+    name that is no valid wheel name is given the benefit of the doubt."""
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return True
+    machine = _MACHINES["sbsa" if platform.endswith(("sbsa", "aarch64")) else "x86_64"]
+    return any(
+        t.platform == "any" or (t.platform.startswith(_LINUX) and t.platform.endswith(machine))
+        for t in tags
+    )
 
 
 def _not_in_total(item: Input, platform: str) -> str:
@@ -122,10 +139,8 @@ def _not_in_total(item: Input, platform: str) -> str:
     listed where they are declared), or a wheel built for another machine."""
     if item.kind == "repository_rule_download" and not item.urls:
         return "not counted: the machinery behind inputs listed where they are declared"
-    arch = "sbsa" if platform.endswith(("sbsa", "aarch64")) else "x86_64"
-    other = [w for a, words in _ARCH_WORDS.items() if a != arch for w in words]
-    name = item.urls[0].rsplit("/", 1)[-1] if item.urls else ""
-    if item.kind == "wheel" and any(w in name for w in other):
+    name = item.urls[0].split("#")[0].split("?")[0].rsplit("/", 1)[-1] if item.urls else ""
+    if item.kind == "wheel" and not for_this_machine(name, platform):
         return f"not counted: a wheel for another machine than {platform}"
     return ""
 

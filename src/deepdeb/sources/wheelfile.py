@@ -22,6 +22,7 @@ from email.message import Message
 from email.parser import HeaderParser
 from pathlib import Path, PurePosixPath
 
+from packaging.tags import Tag, parse_tag
 from packaging.utils import canonicalize_name
 
 from deepdeb.errors import WheelError
@@ -46,8 +47,16 @@ class Wheel:
         return list(self.metadata.get_all("Requires-Dist") or [])
 
     @property
-    def python_tags(self) -> set[str]:
-        return {t.split("-")[0] for t in self.tags}
+    def tag_set(self) -> frozenset[Tag]:
+        """The WHEEL file's tags as ``packaging`` reads them (compressed sets such as
+        ``py2.py3-none-any`` expanded); a line that is no tag is left out."""
+        found: set[Tag] = set()
+        for line in self.tags:
+            try:
+                found |= parse_tag(line)
+            except ValueError:
+                continue
+        return frozenset(found)
 
 
 # --- verifying ----------------------------------------------------------------------------

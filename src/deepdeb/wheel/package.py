@@ -36,12 +36,13 @@ from deepdeb.debian.debpkg import (
     write_md5sums,
 )
 from deepdeb.debian.elf import read_elf
-from deepdeb.debian.target import DIST_PACKAGES, PYTHON, SUITE
+from deepdeb.debian.target import ARCHITECTURE, DIST_PACKAGES, GLIBC, PYTHON, SUITE
 from deepdeb.errors import AssembleError, WheelError
 from deepdeb.sources.wheelfile import Wheel
 from deepdeb.util import run
 from deepdeb.wheel.depends import Dependency
 from deepdeb.wheel.layout import entry_point_script, extract
+from deepdeb.wheel.releases import loadable_tags
 
 MAINTAINER = "deepdeb <deepdeb@example.org>"  # the recipe sets its own
 CHOICES = ("depend", "bundle", "package")
@@ -84,14 +85,21 @@ def wheel_epoch(wheel: Wheel) -> int:
 
 
 def python_relations(wheel: Wheel) -> list[str]:
-    """cp311 wheels need exactly Python 3.11; pure ones any python3."""
-    tags = wheel.python_tags
-    if any(re.fullmatch(r"cp3\d+", t) for t in tags) and not wheel.purelib:
-        if f"cp{PYTHON.replace('.', '')}" not in tags:
-            raise WheelError(
-                f"{wheel.path.name} is for {', '.join(sorted(tags))}; Debian bookworm has "
-                f"Python {PYTHON} (cp{PYTHON.replace('.', '')})"
-            )
+    """A wheel with compiled code must be one bookworm's Python loads (read from its tags
+    by ``packaging``: cp311, the stable abi3 of an older CPython, an amd64 manylinux up to
+    bookworm's glibc); a CPython-specific one then needs exactly Python 3.11, a pure one
+    any python3."""
+    tags = wheel.tag_set
+    if wheel.purelib:
+        return ["python3:any"]
+    if not tags & loadable_tags():
+        shown = ", ".join(sorted(map(str, tags))) or "no valid tag"
+        raise WheelError(
+            f"{wheel.path.name} is for {shown}; Debian {SUITE}'s Python {PYTHON} on "
+            f"{ARCHITECTURE} (cp{PYTHON.replace('.', '')}, glibc "
+            f"{'.'.join(map(str, GLIBC))}) loads none of them"
+        )
+    if any(t.interpreter.startswith("cp") for t in tags & loadable_tags()):
         nxt = f"3.{int(PYTHON.split('.')[1]) + 1}"
         return [f"python3 (>= {PYTHON}~)", f"python3 (<< {nxt})"]
     return ["python3:any"]

@@ -22,17 +22,19 @@ from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from deepdeb.debian.target import PLATFORMS, PYTHON_ABI
+from deepdeb.debian.target import GLIBC, PLATFORMS, PYTHON_ABI
 
 PYTHON_FULL = "3.11.2"  # bookworm's python3, for Requires-Python
 _PY = (3, 11)
 
 
 @functools.cache
-def _platforms() -> list[str]:
-    """manylinux tags from the newest glibc pip is asked for down to the oldest, then the
-    legacy aliases (manylinux2014 is glibc 2.17) and plain linux."""
-    top = max(int(m) for p in PLATFORMS if (m := _glibc_minor(p)) is not None)
+def _platforms(top: int | None = None) -> list[str]:
+    """manylinux tags from the newest glibc (``top``, by default the newest pip is asked
+    for) down to the oldest, then the legacy aliases (manylinux2014 is glibc 2.17) and
+    plain linux."""
+    if top is None:
+        top = max(int(m) for p in PLATFORMS if (m := _glibc_minor(p)) is not None)
     found = [f"manylinux_2_{minor}_x86_64" for minor in range(top, 4, -1)]
     return [*found, "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64",
             "linux_x86_64"]  # fmt: skip
@@ -43,14 +45,30 @@ def _glibc_minor(platform: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _tags(platforms: list[str]) -> list[Tag]:
+    return list(
+        dict.fromkeys(
+            [
+                *cpython_tags(_PY, abis=[PYTHON_ABI], platforms=platforms),
+                *compatible_tags(_PY, PYTHON_ABI, platforms),
+            ]
+        )
+    )
+
+
 @functools.cache
 def target_tags() -> dict[Tag, int]:
-    """Wheel tags bookworm's CPython 3.11 on amd64 loads, best first (rank 0)."""
-    tags = [
-        *cpython_tags(_PY, abis=[PYTHON_ABI], platforms=_platforms()),
-        *compatible_tags(_PY, PYTHON_ABI, _platforms()),
-    ]
-    return {t: i for i, t in enumerate(dict.fromkeys(tags))}
+    """Wheel tags bookworm's CPython 3.11 on amd64 loads, best first (rank 0), up to the
+    manylinux level pip is asked to download (:data:`PLATFORMS`)."""
+    return {t: i for i, t in enumerate(_tags(_platforms()))}
+
+
+@functools.cache
+def loadable_tags() -> frozenset[Tag]:
+    """Every wheel tag bookworm's CPython 3.11 on amd64 can load: its ABI, the stable
+    ``abi3`` of older CPythons, pure Python, and manylinux up to its own glibc (a wheel
+    given by hand may be newer than what deepdeb downloads)."""
+    return frozenset(_tags(_platforms(GLIBC[1])))
 
 
 def is_pure(tags: frozenset[Tag]) -> bool:
