@@ -88,7 +88,8 @@ def test_requirements_map_to_debian_and_unsatisfiable_ones_are_named(tmp_path: P
     assert [d.package for d in deps] == ["python3-numpy", "python3-typing-extensions"]
     check_archive(deps)
     numpy, typing = deps
-    assert numpy.relation() == "python3-numpy (>= 1.20)" and numpy.satisfiable
+    # bookworm's numpy is 1:1.24.2: the relation carries its epoch
+    assert numpy.relation() == "python3-numpy (>= 1:1.20)" and numpy.satisfiable
     assert not typing.satisfiable
     assert typing.why_not().startswith("the archive has python3-typing-extensions 4.")
     with_yaml = dependencies(whl, extras=("yaml",))
@@ -102,7 +103,7 @@ def native_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = PackageSpec(
         package="python3-fastmod",
         version=debian_version(whl.version) + "-1",
-        depends=("python3-numpy (>= 1.20)",),
+        depends=("python3-numpy (>= 1:1.20)",),
     )
     built = build_package(whl, spec, tmp / "work", tmp)
     return built.deb.file
@@ -114,7 +115,7 @@ def test_native_wheel_becomes_a_debian_package(native_deb: Path) -> None:
     assert fields["Architecture"] == "amd64"
     depends = fields["Depends"]
     assert "python3 (>= 3.11~), python3 (<< 3.12)" in depends
-    assert "python3-numpy (>= 1.20)" in depends
+    assert "python3-numpy (>= 1:1.20)" in depends
     assert "libc6 (>= " in depends  # from dpkg-shlibdeps on the extension and libhelper
     assert "libhelper" not in depends  # bundled: satisfied inside the package
     files = contents(native_deb)
@@ -408,6 +409,42 @@ def test_build_and_audit_give_a_wheel_the_same_verdict(tmp_path: Path) -> None:
     assert (audited.area, audited.redistributable) == ("local-only", False)
     assert (built.area, built.redistributable) == (audited.area, audited.redistributable)
     assert any("vendpkg/_vendor/blob/LICENSE" in r for r in built.licence_reasons)
+
+
+def _dpkg_accepts(have: str, op: str, want: str) -> bool:
+    ops = {">=": "ge", "<<": "lt", "<=": "le", ">>": "gt", "=": "eq"}
+    return subprocess.run(["dpkg", "--compare-versions", have, ops[op], want]).returncode == 0
+
+
+def test_relations_carry_the_archive_epoch(tmp_path: Path) -> None:
+    """A wheel built into a .deb depends on numpy with bookworm's epoch: dpkg then holds
+    ``(>= 1:1.20)`` and ``(<< 1:2)`` against 1:1.24.2, and refuses ``(>= 1:1.26)``, which
+    without the epoch (``>= 1.26``) 1:1.24.2 would meet. A package without an epoch in the
+    archive keeps plain versions."""
+    import json
+
+    from rich.console import Console
+
+    from deepdeb.wheel.depends import Dependency
+    from deepdeb.wheel.pipeline import run_wheel_build
+
+    whl = make_wheel(tmp_path / "dist", "usenp", "0.1", {"usenp/__init__.py": b"import numpy\n"},
+                     requires=("numpy>=1.20,<2", "six>=1.10"))  # fmt: skip
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'[source]\nwheel = "{whl}"\n')
+    run_wheel_build(_wheel_recipe(recipe), tmp_path / "out", Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    (package,) = json.loads((tmp_path / "out" / "report.json").read_text())["packages"]
+    depends = control(tmp_path / "out" / package["file"])["Depends"].split(", ")
+    numpy = sorted(d for d in depends if d.startswith("python3-numpy "))
+    assert numpy == ["python3-numpy (<< 1:2)", "python3-numpy (>= 1:1.20)"]
+    assert "python3-six (>= 1.10)" in depends  # six has no epoch in bookworm
+    bookworm = "1:1.24.2-1+deb12u1"
+    assert _dpkg_accepts(bookworm, ">=", "1:1.20") and _dpkg_accepts(bookworm, "<<", "1:2")
+    newer = Dependency("numpy>=1.26", "numpy", "python3-numpy", [(">=", "1.26")], [bookworm])
+    assert newer.relation() == "python3-numpy (>= 1:1.26)" and not newer.satisfiable
+    assert not _dpkg_accepts(bookworm, ">=", "1:1.26") and _dpkg_accepts(bookworm, ">=", "1.26")
+    explicit = Dependency("x==2!3", "x", "python3-x", [("=", "2:3")], ["1:2.0-1"])
+    assert explicit.relation() == "python3-x (= 2:3)"  # its own epoch stays
 
 
 PINNED = ["python3 (>= 3.11~)", "python3 (<< 3.12)"]

@@ -118,9 +118,15 @@ class Dependency:
         )
 
     def relation(self, with_versions: bool = True) -> str:
+        """The Depends entry. Versions carry the archive's epoch, as the package meeting
+        them does (the archive's, or a replacement, which keeps it): against numpy
+        ``1:1.24.2``, ``(>= 1.26)`` would hold and ``(>= 1:1.26)`` does not."""
         if not with_versions or not self.constraints:
             return self.package
-        return ", ".join(f"{self.package} ({op} {v})" for op, v in self.constraints)
+        epoch = archive_epoch(self.archive_versions)
+        return ", ".join(
+            f"{self.package} ({op} {with_epoch(v, epoch)})" for op, v in self.constraints
+        )
 
     def why_not(self) -> str:
         if not self.archive_versions:
