@@ -1092,3 +1092,23 @@ def test_cli_versions_and_configuration_line() -> None:
 def test_wheels_for_this_machine_by_their_tags(url: str, x86_64: bool, sbsa: bool) -> None:
     item = Input("wheel", "W", "f.bzl", 1, urls=[url])
     assert [not _not_in_total(item, p) for p in ("linux-x86_64", "linux-sbsa")] == [x86_64, sbsa]
+
+
+def test_bazelrc_reads_only_the_trees_own_files(tmp_path: Path) -> None:
+    """An import through a directory linked out of the tree is not read; an empty
+    USE_CUDA_TAR_ARCHIVE_FILES is off (the rules test the string)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x.bazelrc").write_text("build:cuda --repo_env=HERMETIC_CUDA_VERSION=12.6.0\n")
+    tree = _tree_with(
+        tmp_path,
+        "build:cuda --repo_env=HERMETIC_CUDA_VERSION=12.4.1 "
+        "--repo_env=USE_CUDA_TAR_ARCHIVE_FILES=\n"
+        "try-import %workspace%/linked/x.bazelrc\n",
+    )
+    (tree / "linked").symlink_to(outside)
+    result = scan(tree)
+    assert result.configuration.settings["HERMETIC_CUDA_VERSION"].values == ("12.4.1",)
+    unused = _unused(result)
+    assert 'CUDA_REDIST_JSON_DICT["12.4.1"]' not in unused
+    assert unused['MIRRORED_TARS_CUDA_REDIST_JSON_DICT["12.4.1"]'].startswith("a mirrored tar")

@@ -126,6 +126,8 @@ def _imports(words: list[str], root: Path) -> Path | None:
 def _rc_lines(root: Path, path: Path, seen: set[Path]) -> Iterator[_Line]:
     if path in seen or len(seen) >= _MAX_IMPORTS or not path.is_file() or path.is_symlink():
         return
+    if not path.resolve().is_relative_to(root.resolve()):
+        return  # an in-tree name through a linked directory: not the project's file
     seen.add(path)
     try:
         text = read(path)
@@ -253,10 +255,11 @@ def _unused_manifest(item: Input, config: BuildConfig, mirrored: set[tuple[str, 
     if item.version not in setting.values:
         return f"{NOT_USED}: {name}={'/'.join(setting.values)} ({setting.where})"
     tars = config.settings.get(TARS)
+    tars_on = tars is not None and any(tars.values)  # the rules test the string: "0" is on
     if constant.startswith("MIRRORED"):
-        if tars is None or tars.values in (("",), ("0",), ("false",)):
+        if not tars_on:
             return f"{NOT_USED}: a mirrored tar manifest, read only with {TARS} set"
-    elif tars is not None and (library, item.version) in mirrored:
+    elif tars is not None and tars_on and (library, item.version) in mirrored:
         return f"{NOT_USED}: {TARS} ({tars.where}) reads the mirrored tar manifest instead"
     return ""
 
