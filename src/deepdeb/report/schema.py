@@ -401,6 +401,8 @@ class StackRow:
     directory: str = ""  # DIR/<source>, relative to DIR
     # per level: build_seconds (tests included), test_seconds, measure_seconds
     times: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the Dask tasks of the source: stage (build, measure, test, finish), level, worker
+    tasks: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
