@@ -121,7 +121,7 @@ def _graph(
                 builds[v.level],
                 m.digests[v.level],
                 key=task_key("test", name, v.level, job.key),
-                workers=_near(client, builds[v.level], levels, v.level),
+                workers=_near(m.builders[v.level], levels, v.level),
             )
             for v in untested
         }
@@ -144,13 +144,16 @@ def _graph(
     return outcome
 
 
-def _near(client: Any, build: Any, levels: dict[str, str], level: str) -> list[str] | None:
-    """Where a level's tests should run: the worker that holds its built tree, if that
-    worker can run the level; else any that can (the test task builds it again there)."""
+def _near(builder: dict[str, str], levels: dict[str, str], level: str) -> list[str] | None:
+    """Where a level's tests should run: on the worker that built it, which holds its
+    tree, if that worker can run the level; else on any that can (the test task builds
+    the level again there). Not where Dask holds the build's result: that moves (to the
+    measuring worker, and Dask drops copies it deems redundant), the tree does not."""
     allowed = able(levels, level)
-    holders = client.who_has([build]).get(build.key, ())
-    here = [a for a in holders if allowed is None or a in allowed]
-    return list(here) or allowed
+    address = builder.get("address", "")
+    if address in levels and (allowed is None or address in allowed):
+        return [address]
+    return allowed
 
 
 def _name(worker: dict[str, str]) -> str:

@@ -232,6 +232,7 @@ def test_task(job: Job, planned: SourcePlan, built: Built, measured_digest: str)
         rebuilt = held is None or tree is None or not tree.is_dir()
         notes = []
         if held is None or rebuilt:
+            _say(job, f"building {level} again, for its tests, of")
             recipe, package = _source(job)
             variant, clean = _build_here(
                 job, recipe, package, planned, level, _scratch(job, f"rebuild-{level}")
