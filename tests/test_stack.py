@@ -24,7 +24,7 @@ from deepdeb.errors import DeepdebError, RecipeError, UsageError
 from deepdeb.stack.bundle import Options, Outcome, cache_key, pack, recipes_from, unpack
 from deepdeb.stack.graph import able, task_key
 from deepdeb.stack.run import _directories, _place, preferred_workers
-from deepdeb.stack.tasks import Job, build_task, digest, forget, plan_task, test_task
+from deepdeb.stack.tasks import Job, build_task, digest, forget, plan_task, run_tests_task
 
 BIN = Path(sys.executable).parent
 
@@ -384,13 +384,13 @@ def test_a_test_task_without_its_tree_builds_the_level_again(tmp_path: Path) -> 
         assert plan.levels == ["x86-64", "x86-64-v2"] and plan.defer
         built = build_task(job, plan, "x86-64-v2")
         assert not built.variant.tests_run and any(n.endswith(".deb") for n in built.files)
-        here = test_task(job, plan, built, digest(built.files))
+        here = run_tests_task(job, plan, built, digest(built.files))
         assert not here.rebuilt and here.variant.tests_run and here.variant.tests_passed
         forget(job.key)  # the worker that held the tree is gone
-        again = test_task(job, plan, built, digest(built.files))
+        again = run_tests_task(job, plan, built, digest(built.files))
         assert again.rebuilt and again.variant.tests_passed and again.variant.tests_run
         forget(job.key)
-        other = test_task(job, plan, built, "not what was measured")
+        other = run_tests_task(job, plan, built, "not what was measured")
         assert other.rebuilt and other.variant.tests_passed is False
         assert "differ from those measured" in other.variant.failure
     finally:

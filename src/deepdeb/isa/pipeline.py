@@ -204,7 +204,7 @@ def run_build(
         planned, clean = plan_source(recipe, package, layout, backend, work, console)
         variants = build_levels(package, recipe, planned, planned.levels, work, console, clean)
         measured = measure_levels(recipe, planned, variants, work, console)
-        test_kept(
+        run_kept_tests(
             measured.report, variants, measured.times,
             lambda untested: run_tests_of(untested, console, clean),
         )  # fmt: skip
@@ -494,7 +494,7 @@ def _build_options() -> list[str]:
     return os.environ.get("DEB_BUILD_OPTIONS", "").split()
 
 
-def test_kept(
+def run_kept_tests(
     report: BuildReport,
     variants: dict[str, VariantBuild],
     times: dict[str, list[float]],

@@ -6,7 +6,7 @@ and every planned level, side by side on any workers that can run them) -> ``mea
 -> ``test`` per level that would be kept (on the worker holding its built tree) ->
 ``finish`` (assemble, verify, lintian, report). When a level's tests fail it is dropped and
 the levels are decided again, exactly as in a one-recipe build, which runs the same stages
-(:func:`deepdeb.isa.pipeline.test_kept` drives both); the new choice gets its own test
+(:func:`deepdeb.isa.pipeline.run_kept_tests` drives both); the new choice gets its own test
 tasks. Every task is keyed ``deepdeb-<stage>-<source>-<level>-<cache key>``, which is what
 Dask's dashboard and logs show.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 from deepdeb.cpu.levels import BASELINE, rank
 from deepdeb.isa.build import VariantBuild
-from deepdeb.isa.pipeline import test_kept
+from deepdeb.isa.pipeline import run_kept_tests
 from deepdeb.stack.bundle import Outcome
 from deepdeb.stack.tasks import (
     Job,
@@ -30,7 +30,7 @@ from deepdeb.stack.tasks import (
     measure_task,
     plan_task,
     record_tests,
-    test_task,
+    run_tests_task,
 )
 
 
@@ -115,7 +115,7 @@ def _graph(
     def run(untested: list[VariantBuild]) -> None:
         futures = {
             v.level: submit(
-                test_task,
+                run_tests_task,
                 job,
                 plan,
                 builds[v.level],
@@ -132,7 +132,7 @@ def _graph(
             stage = "rebuild+test" if result.rebuilt else "test"
             tasks.append({"stage": stage, "level": level, "worker": _name(result.worker)})
 
-    test_kept(m.measured.report, m.variants, m.measured.times, run)
+    run_kept_tests(m.measured.report, m.variants, m.measured.times, run)
     final = submit(
         finish_task, job, plan, m.measured, m.digests, list(builds.values()),
         list(tested.values()), key=task_key("finish", name, "", job.key), workers=where,

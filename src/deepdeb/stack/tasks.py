@@ -219,7 +219,7 @@ def measure_task(job: Job, planned: SourcePlan, *builts: Built) -> Measurement:
     )
 
 
-def test_task(job: Job, planned: SourcePlan, built: Built, measured_digest: str) -> Tested:
+def run_tests_task(job: Job, planned: SourcePlan, built: Built, measured_digest: str) -> Tested:
     """Run a level's deferred tests in the tree its build left on this worker; if the
     tree is not here, build the level again first, and ship it only if it is the very
     packages that were measured."""
