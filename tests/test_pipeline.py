@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -358,12 +359,26 @@ def test_missing_build_dependency(tmp_path: Path) -> None:
     assert "apt-get install libdeepdeb-no-such-dev deepdeb-no-such-tool)" in str(info.value)
 
 
-def test_failing_benchmark_names_the_level(tmp_path: Path) -> None:
+def test_a_level_whose_benchmark_crashes_is_dropped_and_named(tmp_path: Path) -> None:
+    """A level whose benchmark dies where the baseline's does not (libvorbis at v4 dies
+    of SIGSEGV) is dropped with the error; the source still ships its baseline."""
     recipe = vecmath_recipe(
-        tmp_path, "test $DEEPDEB_LEVEL != x86-64-v3 || { echo boom >&2; exit 3; }"
+        tmp_path, "test $DEEPDEB_LEVEL != x86-64-v2 || { echo boom >&2; kill -SEGV $$; }"
     )
-    with pytest.raises(BenchmarkError, match=r"level x86-64-v3 \(exit 3\)(.|\n)*boom"):
-        build(recipe, tmp_path / "out", levels=["x86-64-v3"])
+    report = build(recipe, tmp_path / "out", levels=["x86-64-v2"])
+    v2 = next(r for r in report.levels if r.level == "x86-64-v2")
+    assert not v2.kept and not v2.measured and v2.times == []
+    failed = r"dropped: its benchmark failed; .*level x86-64-v2 \(exit 139: SIGSEGV\)"
+    assert re.search(failed, v2.reason)
+    assert "boom" in v2.reason
+    assert report.shipped_levels == ["x86-64"]
+    assert any(n.startswith("x86-64-v2: benchmark command failed") for n in report.notes)
+
+
+def test_a_failing_baseline_benchmark_stops_the_build(tmp_path: Path) -> None:
+    recipe = vecmath_recipe(tmp_path, "test $DEEPDEB_LEVEL != x86-64 || { echo boom >&2; exit 3; }")
+    with pytest.raises(BenchmarkError, match=r"level x86-64 \(exit 3\)(.|\n)*boom"):
+        build(recipe, tmp_path / "out", levels=["x86-64-v2"])
 
 
 def test_levels_above_the_host_are_not_built_unless_named(tmp_path: Path) -> None:

@@ -22,7 +22,9 @@ from conftest import FIXTURES, build
 from deepdeb.cpu.levels import host_cpu
 from deepdeb.errors import DeepdebError, RecipeError, UsageError
 from deepdeb.stack.bundle import Options, Outcome, cache_key, pack, recipes_from, unpack
+from deepdeb.stack.graph import able, task_key
 from deepdeb.stack.run import _directories, _place, preferred_workers
+from deepdeb.stack.tasks import Job, build_task, digest, forget, plan_task, run_tests_task
 
 BIN = Path(sys.executable).parent
 
@@ -171,6 +173,20 @@ def test_sources_prefer_the_workers_that_run_the_most_levels() -> None:
     assert preferred_workers({}) is None
 
 
+def test_a_level_goes_to_the_workers_that_run_it() -> None:
+    """Builds and tests of a level prefer the workers whose CPU runs it; a level none
+    runs (built only when named explicitly) may go anywhere, as may one all run."""
+    levels = {"tcp://a:1": "x86-64-v2", "tcp://b:1": "x86-64-v3", "tcp://c:1": "x86-64-v4"}
+    assert able(levels, "x86-64-v3") == ["tcp://b:1", "tcp://c:1"]
+    assert able(levels, "x86-64-v4") == ["tcp://c:1"]
+    assert able(levels, "x86-64") is None
+    assert able({"tcp://a:1": "x86-64-v2"}, "x86-64-v4") is None
+    assert task_key("build", "zstd", "x86-64-v3", "ab" * 32) == (
+        "deepdeb-build-zstd-x86-64-v3-abababababababab"
+    )
+    assert task_key("measure", "zstd", "", "ab" * 32) == "deepdeb-measure-zstd-abababababababab"
+
+
 def test_two_recipes_of_one_source_get_a_directory_each() -> None:
     recipes = [Path("a/Stock_Build.toml"), Path("b/vecmath.toml"), Path("c/opus/recipe.toml")]
     names = _directories({0: "vecmath", 1: "vecmath", 2: "opus"}, recipes)
@@ -295,6 +311,29 @@ def test_a_stack_on_a_cluster_builds_what_single_builds_build(
     # The stock recipe builds the same source: its packages are the stock ones, unchanged.
     stock = json.loads((out / "vecmath-b-stock" / "report.json").read_text())
     assert stock["packages"] and all(p["stock"] for p in stock["packages"])
+    # Every level is a task of its own: a build per level, one measurement of them all, a
+    # test run only for the level that is kept (it was built with nocheck, measured, then
+    # tested in its own tree, on the worker that built it), and the last stage.
+    tasks = rows["a-vecmath.toml"]["tasks"]
+    assert sorted((t["stage"], t["level"]) for t in tasks) == [
+        ("build", "x86-64"),
+        ("build", "x86-64-v2"),
+        ("finish", ""),
+        ("measure", "x86-64,x86-64-v2"),
+        ("test", "x86-64-v2"),
+    ]
+    workers = {(t["stage"], t["level"]): t["worker"] for t in tasks}
+    assert set(workers.values()) <= {"w1", "w2"}
+    assert workers[("test", "x86-64-v2")] == workers[("build", "x86-64-v2")]
+    stacked_report = json.loads((stacked / "report.json").read_text())
+    assert stacked_report["build"]["x86-64-v2"]["tests_run"] is True
+    assert sorted((t["stage"], t["level"]) for t in rows["b-stock.toml"]["tasks"]) == [
+        ("build", "x86-64"),
+        ("finish", ""),
+        ("measure", "x86-64"),
+    ]  # a stock build: one level, nothing deferred
+    logs = "".join((cluster.base / f"{n}.log").read_text() for n in cluster.workers)
+    assert "deepdeb: building x86-64-v2 of" in logs and "deepdeb: testing x86-64-v2 of" in logs
     assert 'id="speedups-vecmath-a-vecmath"' in (out / "report.html").read_text()
     assert sorted(p.name for p in out.iterdir()) == [
         "report.html",
@@ -302,6 +341,60 @@ def test_a_stack_on_a_cluster_builds_what_single_builds_build(
         "vecmath-a-vecmath",
         "vecmath-b-stock",
     ]
+
+
+@pytest.mark.slow
+def test_a_level_whose_tests_fail_in_its_task_is_dropped(cluster: Cluster, tmp_path: Path) -> None:
+    """The graph decides as a one-recipe build does: v3 is measured faster, so its test
+    task runs; its tests fail, v3 is dropped and the levels decided again; v2, not faster,
+    never gets a test task."""
+    root = tmp_path / "stack"
+    root.mkdir()
+    shutil.copytree(FIXTURES / "fmastrict-1.0", root / "fmastrict-1.0")
+    shutil.copy(FIXTURES / "fmastrict.toml", root / "fmastrict.toml")
+    out = tmp_path / "out"
+    proc = _deepdeb("build", root, "--out", out, "--scheduler", cluster.scheduler,
+                    cache=tmp_path / "client-cache")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = json.loads((out / "stack.json").read_text())["rows"]
+    assert row["kept_levels"] == []
+    stages = sorted((t["stage"], t["level"]) for t in row["tasks"])
+    assert [s for s in stages if s[0] == "build"] == [
+        ("build", lv) for lv in ("x86-64", "x86-64-v2", "x86-64-v3")
+    ]
+    assert [s for s in stages if s[0].endswith("test")] == [("test", "x86-64-v3")]
+    report = json.loads((out / "fmastrict" / "report.json").read_text())
+    by = {r["level"]: r for r in report["levels"]}
+    assert by["x86-64-v3"]["tests_passed"] is False and not by["x86-64-v3"]["kept"]
+    assert by["x86-64-v2"]["tests_passed"] is None
+    assert report["shipped_levels"] == ["x86-64"]
+    assert "multiply-add was fused" in (out / "fmastrict" / "logs" / "x86-64-v3.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_test_task_without_its_tree_builds_the_level_again(tmp_path: Path) -> None:
+    """The stage tasks in this process: a level's tests run in the tree its build task
+    left; when that tree is gone (its worker died), the level is built again first, and
+    tested only if it is the very packages that were measured."""
+    root = stack_dir(tmp_path)
+    bundle = pack(root / "a-vecmath.toml")
+    job = Job("0123456789abcdef" * 4, bundle.data, bundle.member, "a.toml", Options())
+    try:
+        plan = plan_task(job)
+        assert plan.levels == ["x86-64", "x86-64-v2"] and plan.defer
+        built = build_task(job, plan, "x86-64-v2")
+        assert not built.variant.tests_run and any(n.endswith(".deb") for n in built.files)
+        here = run_tests_task(job, plan, built, digest(built.files))
+        assert not here.rebuilt and here.variant.tests_run and here.variant.tests_passed
+        forget(job.key)  # the worker that held the tree is gone
+        again = run_tests_task(job, plan, built, digest(built.files))
+        assert again.rebuilt and again.variant.tests_passed and again.variant.tests_run
+        forget(job.key)
+        other = run_tests_task(job, plan, built, "not what was measured")
+        assert other.rebuilt and other.variant.tests_passed is False
+        assert "differ from those measured" in other.variant.failure
+    finally:
+        forget(job.key)
 
 
 @pytest.mark.slow

@@ -429,8 +429,10 @@ def build_all(
     cpus: int | None = None,
     clean: CleanRoot | None = None,
     defer_tests: bool = False,
+    levels: list[str] | None = None,
 ) -> dict[str, VariantBuild]:
-    """Build the baseline and every planned level, in parallel on all cores.
+    """Build the baseline and every planned level (or only ``levels`` of them: one, in a
+    stack's per-level task), in parallel on all cores.
 
     With ``defer_tests``, the levels that will be measured build with nocheck: their tests
     wait for :func:`run_tests`, which runs them only for the levels worth shipping. The
@@ -445,7 +447,7 @@ def build_all(
     A level in ``plan.may_fail`` that fails is returned with ``built=False``; any other
     failure stops the other builds and is raised.
     """
-    levels = [BASELINE, *plan.levels]
+    levels = levels or [BASELINE, *plan.levels]
     cpus = cpus or os.cpu_count() or 1
     workers = min(cpus, len(levels))
     jobs = max(1, cpus // workers)

@@ -12,8 +12,10 @@ the median of the runs is compared.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import statistics
 import subprocess
 import time
@@ -88,10 +90,17 @@ def run_benchmarks(
     *,
     own_programs: bool = False,
     spent: dict[str, float] | None = None,
+    failed: dict[str, str] | None = None,
 ) -> dict[str, list[float]]:
     """Interleaved timed runs of the benchmark command; returns wall seconds per level
     (warm-up runs left out). ``spent``, when given, receives each level's whole time,
     warm-up and sandbox start included: what measuring it cost.
+
+    ``failed``, when given, receives the levels other than the baseline whose run failed
+    (a crash, a timeout), with the error; they are not run again and have no times. A
+    level that crashes where the baseline does not (an optimiser's bug, code that is
+    wrong only when vectorised) is one to drop, not a reason to give up on the others.
+    Without it, any failure raises :class:`BenchmarkError`.
 
     The command is recipe code, so it runs sandboxed as the build user (no network,
     read-only system, a scrubbed environment) with ``scratch`` as its writable TMPDIR,
@@ -107,8 +116,8 @@ def run_benchmarks(
     private = scratch.parent / f".{scratch.name}-sandbox"
     times: dict[str, list[float]] = {level: [] for level in levels}
     with quiet.measuring():
-        _rounds(benchmark, envs, cwd, scratch, visible, private, progress, spent, times)
-    return times
+        _rounds(benchmark, envs, cwd, scratch, visible, private, progress, spent, times, failed)
+    return {level: runs for level, runs in times.items() if level not in (failed or {})}
 
 
 def _rounds(
@@ -121,13 +130,22 @@ def _rounds(
     progress: Callable[[str, int, int], None],
     spent: dict[str, float] | None,
     times: dict[str, list[float]],
+    failed: dict[str, str] | None,
 ) -> None:
     levels = list(envs)
     rounds = benchmark.warmup + benchmark.repeat
     for round_no in range(rounds):
         for level in round_order(levels, round_no):
+            if failed is not None and level in failed:
+                continue
             started = time.perf_counter()
-            seconds = _timed_run(benchmark, envs[level], cwd, level, scratch, visible, private)
+            try:
+                seconds = _timed_run(benchmark, envs[level], cwd, level, scratch, visible, private)
+            except BenchmarkError as e:
+                if failed is None or level == BASELINE:
+                    raise
+                failed[level] = str(e)
+                continue
             if spent is not None:
                 spent[level] = spent.get(level, 0.0) + time.perf_counter() - started
             if round_no >= benchmark.warmup:
@@ -180,10 +198,20 @@ def _timed_run(
     if proc.returncode != 0:
         message = err.decode("utf-8", "replace").strip()[-1500:]
         raise BenchmarkError(
-            f"benchmark command failed at level {level} (exit {proc.returncode}): "
+            f"benchmark command failed at level {level} ({exit_status(proc.returncode)}): "
             f"{benchmark.command}\n{message}"
         )
     return seconds
+
+
+def exit_status(code: int) -> str:
+    """A command's exit status as a person reads it: the sandbox reports a child killed by
+    a signal as 128 + its number (the shell's way), Python as minus the number."""
+    number = -code if code < 0 else code - 128 if 128 < code < 128 + 65 else 0
+    with contextlib.suppress(ValueError):
+        if number:
+            return f"exit {code}: {signal.Signals(number).name}"
+    return f"exit {code}"
 
 
 # A level must beat its reference in enough interleaved rounds that chance is an unlikely

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -45,6 +45,7 @@ from deepdeb.isa.measure import (
 )
 from deepdeb.isa.verify import run_lintian, verify_installed
 from deepdeb.licence import audit
+from deepdeb.licence.verdict import Verdict
 from deepdeb.recipe.model import STOCK, Isa, IsaRecipe, SourceRecipe
 from deepdeb.report.schema import BuildReport, LevelResult, Reach
 from deepdeb.sources.fetch import SourcePackage, obtain, unpack
@@ -143,6 +144,40 @@ def _workdir(name: str, keep: bool, console: Console) -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+@dataclass
+class SourcePlan:
+    """What a source's audit and plan decided, made once per source: small and plain, so
+    that every later stage can get it, in this process or on another Dask worker."""
+
+    name: str
+    version: str
+    host: HostCpu  # the CPU the plan was made for (the measuring machine's, in a stack)
+    plan: BuildPlan
+    verdict: Verdict
+    layout: str  # as asked, or fat for a source that may not be redistributed
+    backend: str
+    epoch: int
+    defer: bool  # levels build with nocheck; their tests run only if they would be kept
+    notes: list[str] = field(default_factory=list)
+    chroot: dict[str, object] | None = None  # the clean room's record (backend cleanroom)
+
+    @property
+    def levels(self) -> list[str]:
+        """Every level built: the baseline and the planned ones."""
+        return [BASELINE, *self.plan.levels]
+
+
+@dataclass
+class Measured:
+    """What the measurement stage found: the report with every level's verdict, the times
+    of every round (to decide again once tests have run) and what measuring each cost."""
+
+    report: BuildReport
+    times: dict[str, list[float]]
+    spent: dict[str, float]
+    reaches: dict[str, list[Reach]]
+
+
 def run_build(
     recipe: SourceRecipe,
     out: Path,
@@ -153,88 +188,152 @@ def run_build(
     backend: str = "host",
 ) -> BuildReport:
     """Build a recipe's packages into ``out``, which gets them only once all were built,
-    verified and checked: a failed run leaves it as it was and keeps the scratch directory."""
+    verified and checked: a failed run leaves it as it was and keeps the scratch directory.
+
+    The stages run in sequence here; a stack runs the same stages as Dask tasks (one per
+    level build, one measurement, one per test run, one to finish; see
+    :mod:`deepdeb.stack.graph`)."""
     console = console or Console(stderr=True)
-    if layout not in LAYOUTS:
-        raise UsageError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    host = host_cpu()
+    check_options(layout, backend)
     if out.is_dir():
         for stale in leftovers(out, ".staging-"):  # what a killed run had not yet published
             console.print(f"removing {stale}, left by an interrupted run")
             shutil.rmtree(stale, ignore_errors=True)
     package = obtain(recipe.source)
     with _workdir(package.name, keep_work, console) as work, sandbox.run_limits():
-        tree = unpack(package, work / "depcheck")
-        clean = None
-        if backend == "cleanroom":
-            clean = _clean_room(tree, package.name, work, console)
-        else:
-            check_build_deps(tree, package.name)
-        console.print("auditing licences ...")
-        verdict = audit.audit_recipe(recipe, package, tree)
-        local = not verdict.redistributable
-        notes = []
-        if local and layout != "fat":
-            notes.append("not redistributable: built in the fat layout, for this machine")
-            layout = "fat"
-        plan = _plan(recipe, tree, host)
-        epoch = source_date_epoch(tree / "debian" / "changelog")
-        console.print(
-            f"host: {host.microarchitecture} ({host.vendor}), level {host.level}; "
-            f"levels to build: {', '.join(plan.levels) or 'none (stock build)'}"
+        planned, clean = plan_source(recipe, package, layout, backend, work, console)
+        variants = build_levels(package, recipe, planned, planned.levels, work, console, clean)
+        measured = measure_levels(recipe, planned, variants, work, console)
+        run_kept_tests(
+            measured.report, variants, measured.times,
+            lambda untested: run_tests_of(untested, console, clean),
+        )  # fmt: skip
+        report = finish(recipe, package, planned, variants, measured, out, work, console, lintian)
+        report.work_dir = work if keep_work else None
+    return report
+
+
+def plan_source(
+    recipe: SourceRecipe,
+    package: SourcePackage,
+    layout: str,
+    backend: str,
+    work: Path,
+    console: Console,
+    host: HostCpu | None = None,
+) -> tuple[SourcePlan, cleanroom.CleanRoot | None]:
+    """Stage 1: check the build-dependencies (or make the clean room), audit the licences
+    and plan the levels for ``host`` (this machine's CPU by default)."""
+    check_options(layout, backend)
+    host = host or host_cpu()
+    tree = unpack(package, work / "depcheck")
+    clean = prepare_backend(tree, package.name, backend, work, console)
+    console.print("auditing licences ...")
+    verdict = audit.audit_recipe(recipe, package, tree)
+    notes = []
+    if not verdict.redistributable and layout != "fat":
+        notes.append("not redistributable: built in the fat layout, for this machine")
+        layout = "fat"
+    plan = _plan(recipe, tree, host)
+    console.print(
+        f"host: {host.microarchitecture} ({host.vendor}), level {host.level}; "
+        f"levels to build: {', '.join(plan.levels) or 'none (stock build)'}"
+    )
+    for level, why in plan.not_built.items():
+        console.print(f"  {level}: {why}")
+    planned = SourcePlan(
+        package.name,
+        package.version,
+        host,
+        plan,
+        verdict,
+        layout,
+        backend,
+        source_date_epoch(tree / "debian" / "changelog"),
+        uses_dh(tree) and "nocheck" not in _build_options(),
+        notes,
+        cleanroom.record(clean) if clean else None,
+    )
+    return planned, clean
+
+
+def check_options(layout: str, backend: str) -> None:
+    """Refuse an unknown layout or backend before anything is fetched."""
+    if layout not in LAYOUTS:
+        raise UsageError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+
+
+def prepare_backend(
+    tree: Path, source: str, backend: str, work: Path, console: Console
+) -> cleanroom.CleanRoot | None:
+    """The clean room to build in (``cleanroom``), or None once the host is known to have
+    the build-dependencies (``host``). Every machine that builds a level needs it."""
+    if backend == "cleanroom":
+        return _clean_room(tree, source, work, console)
+    check_build_deps(tree, source)
+    return None
+
+
+def finish(
+    recipe: SourceRecipe,
+    package: SourcePackage,
+    planned: SourcePlan,
+    variants: dict[str, VariantBuild],
+    measured: Measured,
+    out: Path,
+    work: Path,
+    console: Console,
+    lintian: bool = True,
+) -> BuildReport:
+    """The last stage, once every kept level has passed its tests: assemble the packages,
+    install them in a clean root, run lintian, and publish them into ``out``."""
+    report, reaches = measured.report, measured.reaches
+    _record_times(report, variants, measured.spent)
+    if planned.defer and len(variants) > 1:
+        report.notes.append(
+            "levels were measured before their tests ran; the package's tests then ran "
+            "only for the levels that would be kept (a level is never shipped untested)"
         )
-        for level, why in plan.not_built.items():
-            console.print(f"  {level}: {why}")
-        defer = uses_dh(tree) and "nocheck" not in _build_options()
-        variants = _build(package, recipe, plan, work, console, clean, defer)
-        reaches = reach.plan(variants[BASELINE].debs, layout, work / "reach")
-        report, times, spent = _measure(
-            recipe, package, variants, plan, reaches, host, work, console
+    report.notes[:0] = planned.notes
+    report.licence = planned.verdict
+    report.backend = planned.backend
+    report.chroot = planned.chroot
+    report.layout = planned.layout
+    report.libraries = [r for name in sorted(reaches) for r in reaches[name]]
+    kept = [lv for lv in report.shipped_levels if lv != BASELINE]
+    local = not planned.verdict.redistributable
+    staging = _scratch(".staging-", _ensure(out))
+    try:
+        report.packages = assemble(
+            variants,
+            kept,
+            planned.layout,
+            recipe.version_suffix,
+            package.name,
+            work,
+            staging,
+            reaches,
+            planned.epoch,
+            local=local,
         )
-        _test_kept(report, variants, times, console, clean)
-        _record_times(report, variants, spent)
-        if defer and len(variants) > 1:
-            report.notes.append(
-                "levels were measured before their tests ran; the package's tests then ran "
-                "only for the levels that would be kept (a level is never shipped untested)"
+        for built in report.packages:
+            built.area, built.redistributable = (
+                planned.verdict.area,
+                planned.verdict.redistributable,
             )
-        report.notes[:0] = notes
-        report.licence = verdict
-        report.backend = backend
-        report.chroot = cleanroom.record(clean) if clean else None
-        report.layout = layout
-        report.libraries = [r for name in sorted(reaches) for r in reaches[name]]
-        kept = [lv for lv in report.shipped_levels if lv != BASELINE]
-        staging = _scratch(".staging-", _ensure(out))
-        try:
-            report.packages = assemble(
-                variants,
-                kept,
-                layout,
-                recipe.version_suffix,
-                package.name,
-                work,
-                staging,
-                reaches,
-                epoch,
-                local=local,
+        with console.status("installing the packages in a clean bookworm root ..."):
+            report.loader_checks, report.loader_notes = verify_installed(
+                report.packages, reaches, report.host, work / "verify"
             )
-            for built in report.packages:
-                built.area, built.redistributable = verdict.area, verdict.redistributable
-            with console.status("installing the packages in a clean bookworm root ..."):
-                report.loader_checks, report.loader_notes = verify_installed(
-                    report.packages, reaches, host, work / "verify"
-                )
-            if lintian:
-                console.print("running lintian ...")
-                report.lintian = run_lintian(report.packages)
-            _write_buildinfo(staging, recipe, package, report, variants, epoch)
-            _publish(staging, out, report, variants)
-            report.work_dir = work if keep_work else None
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        if lintian:
+            console.print("running lintian ...")
+            report.lintian = run_lintian(report.packages)
+        _write_buildinfo(staging, recipe, package, report, variants, planned.epoch)
+        _publish(staging, out, report, variants)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return report
 
 
@@ -299,29 +398,48 @@ def _write_buildinfo(
     report.buildinfo = staging / name
 
 
-def _build(
+def build_levels(
     package: SourcePackage,
     recipe: SourceRecipe,
-    plan: BuildPlan,
+    planned: SourcePlan,
+    levels: list[str],
     work: Path,
     console: Console,
     clean: cleanroom.CleanRoot | None = None,
-    defer_tests: bool = False,
 ) -> dict[str, VariantBuild]:
-    levels = [BASELINE, *plan.levels]
+    """Stage 2: build some of the planned levels (all of them in one process, side by
+    side; one per Dask task in a stack), with nocheck where the tests wait for the
+    measurement, and prove from the binaries that each level's flags were applied."""
     with _level_progress(console, levels, "waiting") as update:
         variants = build_all(
-            package, _isa(recipe), plan, work / "builds", update, clean=clean,
-            defer_tests=defer_tests,
+            package, _isa(recipe), planned.plan, work / "builds", update, clean=clean,
+            defer_tests=planned.defer, levels=levels,
         )  # fmt: skip
     for variant in variants.values():
         check_flags_applied(variant, work / "flagcheck" / variant.level)
     return variants
 
 
+def measure_levels(
+    recipe: SourceRecipe,
+    planned: SourcePlan,
+    variants: dict[str, VariantBuild],
+    work: Path,
+    console: Console,
+) -> Measured:
+    """Stage 3: time every level on this machine (speedups are ratios within one
+    machine's runs) and decide which would be kept, before any deferred test has run."""
+    reaches = reach.plan(variants[BASELINE].debs, planned.layout, work / "reach")
+    host = host_cpu()
+    report, times, spent = _measure(
+        recipe, planned, variants, planned.plan, reaches, host, work, console
+    )
+    return Measured(report, times, spent, reaches)
+
+
 def _measure(
     recipe: SourceRecipe,
-    package: SourcePackage,
+    package: SourcePlan,
     variants: dict[str, VariantBuild],
     plan: BuildPlan,
     reaches: dict[str, list[Reach]],
@@ -345,6 +463,7 @@ def _measure(
     bench = recipe.benchmark if isinstance(recipe, IsaRecipe) else None
     times: dict[str, list[float]] = {}
     spent: dict[str, float] = {}
+    failed: dict[str, str] = {}
     if bench is not None and len(runtimes) > 1:
         with _progress(console) as progress:
             total = (bench.warmup + bench.repeat) * len(runtimes)
@@ -354,8 +473,13 @@ def _measure(
                 progress.update(task, advance=1, description=f"{bench.command} [{level}]")
 
             times = run_benchmarks(
-                bench, runtimes, recipe.directory, work / "bench-tmp", tick, spent=spent
-            )
+                bench, runtimes, recipe.directory, work / "bench-tmp", tick, spent=spent,
+                failed=failed,
+            )  # fmt: skip
+    for result in results:
+        if result.level in failed:
+            result.reason = "dropped: its benchmark failed; " + failed[result.level]
+            notes.append(f"{result.level}: {failed[result.level].splitlines()[0]}")
     decide(results, times, isa.min_speedup)
     report = BuildReport(
         recipe=recipe.path,
@@ -376,20 +500,22 @@ def _build_options() -> list[str]:
     return os.environ.get("DEB_BUILD_OPTIONS", "").split()
 
 
-def _test_kept(
+def run_kept_tests(
     report: BuildReport,
     variants: dict[str, VariantBuild],
     times: dict[str, list[float]],
-    console: Console,
-    clean: cleanroom.CleanRoot | None,
+    run: Callable[[list[VariantBuild]], None],
 ) -> None:
-    """Run the tests of the levels the measurement would keep, dropping those that fail
-    and deciding again without them, until every kept level has passed its tests."""
+    """Stage 4: run the tests of the levels the measurement would keep, dropping those
+    that fail and deciding again without them, until every kept level has passed its
+    tests. ``run`` runs some levels' tests and records the outcome in their
+    :class:`VariantBuild` (here, side by side; in a stack, one Dask task per level, each
+    on the worker that holds the level's built tree)."""
     while True:
         untested = [r for r in report.levels if r.kept and not variants[r.level].tests_run]
         if not untested:
             break
-        _run_tests([variants[r.level] for r in untested], console, clean)
+        run([variants[r.level] for r in untested])
         if all(variants[r.level].tests_passed for r in untested):
             continue
         for result in report.levels:  # decide again among the measured levels
@@ -407,7 +533,7 @@ def _test_kept(
             result.tests_passed = None  # never run: the level was dropped before them
 
 
-def _run_tests(
+def run_tests_of(
     variants: list[VariantBuild], console: Console, clean: cleanroom.CleanRoot | None
 ) -> None:
     """The deferred tests of some levels, side by side, the cores shared among them."""

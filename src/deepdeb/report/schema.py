@@ -393,7 +393,7 @@ class StackRow:
     version: str = ""
     error: str = ""
     ran: bool = True  # False: the result came from the cache
-    seconds: float = 0.0  # the worker's time on it (build, tests, measurement, checks)
+    seconds: float = 0.0  # its time, first task to last (build, tests, measurement, checks)
     worker: dict[str, str] = field(default_factory=dict)
     kept_levels: list[str] = field(default_factory=list)
     speedups: dict[str, float | None] = field(default_factory=dict)
@@ -401,6 +401,8 @@ class StackRow:
     directory: str = ""  # DIR/<source>, relative to DIR
     # per level: build_seconds (tests included), test_seconds, measure_seconds
     times: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the Dask tasks of the source: stage (build, measure, test, finish), level, worker
+    tasks: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -223,6 +223,8 @@ class Outcome:
     files: dict[str, bytes] = field(default_factory=dict)  # path in DIR/<source>/ -> bytes
     seconds: float = 0.0
     worker: dict[str, str] = field(default_factory=dict)  # host name, CPU, level
+    # the source's tasks: stage (build, measure, test, finish), level, worker that ran it
+    tasks: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def report(self) -> dict[str, object]:

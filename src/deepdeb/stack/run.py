@@ -1,7 +1,9 @@
 """Many recipes in one run, on Dask: ``deepdeb build R1 R2 ... --out DIR``.
 
-Each source is one task of a ``dask.distributed`` graph, run by any worker of an embedded
-local cluster (the default) or of an existing one (``--scheduler tcp://HOST:PORT``).
+Each source is a graph of ``dask.distributed`` tasks (:mod:`deepdeb.stack.graph`: one
+build per level, one measurement, one test run per level that would be kept, one to
+finish; a wheel recipe is one task), run by the workers of an embedded local cluster
+(the default) or of an existing one (``--scheduler tcp://HOST:PORT``).
 Inputs go to the workers as bundles and results come back as bytes, so workers need no
 filesystem in common with the client. Dask reruns a task whose worker died on another.
 
@@ -21,6 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,8 @@ from deepdeb.errors import DeepdebError
 from deepdeb.report.html import render_stack
 from deepdeb.report.schema import StackReport, StackRow
 from deepdeb.stack.bundle import Bundle, Options, Outcome, cache_key, pack
+from deepdeb.stack.graph import run_source, task_key
+from deepdeb.stack.tasks import Job, is_level_recipe
 from deepdeb.stack.worker import build_bundle, worker_level
 from deepdeb.util import atomic_write_bytes, atomic_write_text, cache_root
 
@@ -72,7 +77,7 @@ def run_stack(
         with _client(scheduler, workers) as client:
             address = scheduler or str(client.scheduler.address)
             levels = dict(client.run(worker_level))
-            for i, outcome in _run(client, todo, options, console, preferred_workers(levels)):
+            for i, outcome in _run(client, todo, options, console, levels):
                 ran.add(i)
                 if outcome.ok:
                     _store(keys[i], outcome)  # the files wait on disk, not in memory
@@ -150,8 +155,9 @@ def preferred_workers(levels: dict[str, str]) -> list[str] | None:
     of the cluster, so that every level the recipe asks for is built, tested and measured
     where possible. None when all are alike (any worker will do).
 
-    A source still runs whole on one worker, so its speedups are ratios within one
-    machine; the levels that worker cannot run are reported as not built, with the reason.
+    A source is planned there, and measured on one worker that can run every level it
+    measures, so its speedups are ratios within one machine; the levels no worker can
+    run are reported as not built, with the reason.
     """
     if not levels:
         return None
@@ -165,51 +171,68 @@ def _run(
     todo: dict[int, tuple[Bundle, str]],
     options: Options,
     console: Console,
-    workers: list[str] | None = None,
+    levels: dict[str, str],
 ) -> Iterator[tuple[int, Outcome]]:
-    """Submit one task per source; yield outcomes as they finish. A task whose worker
-    died is rerun by Dask elsewhere (its bundle is part of the task, not data held by one
-    worker, so it survives the worker); one that raised is a failed outcome.
+    """Run every source; yield outcomes as they finish. A source recipe is a graph of
+    tasks (:mod:`deepdeb.stack.graph`), driven from a thread of this client; a wheel
+    recipe is one task. Dask reruns a task whose worker died elsewhere (its inputs are
+    part of the task or results Dask can compute again); one that raised is a failed
+    outcome.
 
-    ``workers`` is a preference, not a restriction: should they all leave, the sources
-    are built on the others (at the levels those can run) rather than wait forever."""
-    from dask.distributed import as_completed
-
-    futures = {}
-    for i, (bundle, key) in todo.items():
-        future = client.submit(
-            build_bundle,
-            bundle.data,
-            bundle.member,
-            _label(bundle.recipe),
-            options,
-            key=f"deepdeb-build-{bundle.recipe.stem}-{key[:16]}",
-            pure=False,
-            retries=0,
-            workers=workers,
-            allow_other_workers=workers is not None,
-        )
-        futures[future] = i
+    Placement is a preference, not a restriction: should the preferred workers all
+    leave, the work goes to the others (at the levels those can run) rather than wait."""
+    top = preferred_workers(levels)
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     )
-    with progress:
-        task = progress.add_task(f"building {len(futures)} sources on Dask", total=len(futures))
-        for future in as_completed(list(futures)):  # type: ignore[no-untyped-call]
-            i = futures[future]
-            try:
+    # Not a with-block: interrupted (Ctrl-C), the run must not wait for every source's
+    # thread; closing the client then cancels their futures, and they end.
+    pool = ThreadPoolExecutor(max_workers=max(1, len(todo)), thread_name_prefix="source")
+    try:
+        with progress:
+            task = progress.add_task(f"building {len(todo)} sources on Dask", total=len(todo))
+            futures = {
+                pool.submit(_one, client, bundle, key, options, levels, top): i
+                for i, (bundle, key) in todo.items()
+            }
+            for future in as_completed(futures):
+                i = futures[future]
                 outcome = future.result()
-            except Exception as e:  # a bug, or a worker that kept dying: the source fails
-                bundle = todo[i][0]
-                outcome = Outcome(_label(bundle.recipe), False, error=f"{type(e).__name__}: {e}")
-            state = (
-                "ok"
-                if outcome.ok
-                else "FAILED: " + (outcome.error.strip().splitlines() or ["?"])[0]
-            )
-            progress.console.print(f"{outcome.recipe}: {state} ({outcome.seconds:.0f} s)")
-            progress.advance(task)
-            yield i, outcome
+                state = (
+                    "ok"
+                    if outcome.ok
+                    else "FAILED: " + (outcome.error.strip().splitlines() or ["?"])[0]
+                )
+                progress.console.print(f"{outcome.recipe}: {state} ({outcome.seconds:.0f} s)")
+                progress.advance(task)
+                yield i, outcome
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _one(
+    client: Any,
+    bundle: Bundle,
+    key: str,
+    options: Options,
+    levels: dict[str, str],
+    top: list[str] | None,
+) -> Outcome:
+    """One source's outcome: its graph of level tasks, or a wheel recipe's one task."""
+    label = _label(bundle.recipe)
+    job = Job(key, bundle.data, bundle.member, label, options)
+    try:
+        if is_level_recipe(bundle.recipe):
+            return run_source(client, job, levels, top)
+        future = client.submit(
+            build_bundle, bundle.data, bundle.member, label, options,
+            key=task_key("wheel", bundle.recipe.stem, "", key), pure=False, retries=0,
+            workers=top, allow_other_workers=top is not None,
+        )  # fmt: skip
+        outcome: Outcome = future.result()
+        return outcome
+    except Exception as e:  # a bug, or a worker that kept dying: the source fails
+        return Outcome(label, False, error=f"{type(e).__name__}: {e}")
 
 
 def _cache_dir() -> Path:
@@ -236,6 +259,7 @@ def _cached(key: str) -> Outcome | None:
         files,
         data["seconds"],
         data["worker"],
+        data.get("tasks", []),
     )
 
 
@@ -253,6 +277,7 @@ def _store(key: str, outcome: Outcome) -> None:
             "version": outcome.version,
             "seconds": outcome.seconds,
             "worker": outcome.worker,
+            "tasks": outcome.tasks,
             "files": sorted(outcome.files),
         }
         atomic_write_text(tmp / "outcome.json", json.dumps(meta, indent=2) + "\n")
@@ -324,4 +349,5 @@ def _row(outcome: Outcome, name: str, ran: bool) -> StackRow:
         package_bytes=sum(int(p.get("size") or 0) for p in packages),
         directory=name,
         times=times,
+        tasks=outcome.tasks,
     )

@@ -1,9 +1,8 @@
-"""What a Dask worker runs for one source: unpack the bundle, build it as
-``deepdeb build RECIPE --out`` would, and send every output file back as bytes.
+"""What a Dask worker runs for a recipe built as one task (a wheel recipe): unpack the
+bundle, build it as ``deepdeb build RECIPE --out`` would, and send every output file back
+as bytes. Source recipes run as a graph of stage tasks instead (:mod:`deepdeb.stack.tasks`).
 
-The whole source runs on one worker, so its levels are built, tested and measured on one
-machine: speedups are ratios within that machine's runs. The worker's own cache and
-temporary directory hold what it downloads and builds.
+The worker's own cache and temporary directory hold what it downloads and builds.
 """
 
 from __future__ import annotations
