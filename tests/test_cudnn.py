@@ -303,7 +303,24 @@ def test_apt_installs_both_and_the_flavour_imports_and_loads_the_library(
     assert "9.1.0.7-1~deepdeb1+local1" in status
 
 
-# --- the data, and the real licence --------------------------------------------------------
+# --- the data, the examples, and the real licence ------------------------------------------
+
+
+def test_the_examples_pin_cudnn_and_package_it_for_the_cuda_flavour() -> None:
+    examples = Path(__file__).parent.parent / "examples"
+    cudnn = load_recipe(examples / "cudnn" / "recipe.toml")
+    assert isinstance(cudnn, WheelRecipe)
+    assert cudnn.flavors[0].source.pypi == "nvidia-cudnn-cu12==9.20.0.48"
+    assert dict(cudnn.python.requires) == {
+        "nvidia-cublas-cu12": "package", "nvidia-cuda-nvrtc-cu12": "package"
+    }  # fmt: skip
+    torch = load_recipe(examples / "pytorch-cuda" / "recipe.toml")
+    assert isinstance(torch, WheelRecipe)
+    flavours = {f.name: f for f in torch.flavors}
+    assert sorted(flavours) == ["cpu", "cuda"]
+    cuda = dict(flavours["cuda"].python.requires)
+    assert cuda["nvidia-cudnn-cu12"] == "package"
+    assert "nvidia" not in " ".join(dict(flavours["cpu"].python.requires))
 
 
 def test_clause_rules_schema() -> None:
