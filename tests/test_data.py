@@ -27,6 +27,7 @@ def test_every_data_file_is_known() -> None:
     files = {p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.is_file()}
     assert files == {
         "debian-names.toml",
+        "licence-clauses.toml",
         "licenses.toml",
         "loader.toml",
         "loadprobe.c",

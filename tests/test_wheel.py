@@ -251,7 +251,7 @@ def test_flavours_provide_one_api_and_conflict(flavours: tuple[Path, dict[str, A
     assert cuda_fields["Provides"] == "python3-fastmod-api (= 1.2.0-1)"
     assert cpu_fields["Conflicts"] == cpu_fields["Replaces"] == "python3-fastmod-cuda"
     assert cuda_fields["Conflicts"] == cuda_fields["Replaces"] == "python3-fastmod"
-    assert "python3-nvidia-cuda-runtime-cu12 (= 12.9.79)" in cuda_fields["Depends"]
+    assert "python3-nvidia-cuda-runtime-cu12 (= 12.9.79-1~deepdeb1)" in cuda_fields["Depends"]
     assert "nvidia" not in cpu_fields["Depends"]
     # typing-extensions>=99 cannot be had: "depend" keeps the archive's, without the version
     assert "python3-typing-extensions," in cpu_fields["Depends"] + ","

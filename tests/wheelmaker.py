@@ -27,10 +27,15 @@ def make_wheel(
     record: bool = True,
     tamper: str | None = None,
     extra_members: dict[str, bytes] | None = None,
+    license_file: tuple[str, bytes] = (
+        "LICENSE",
+        b"MIT License\n\nPermission is hereby granted...\n",
+    ),
 ) -> Path:
     """Write ``<name>-<version>-<tag>.whl`` into ``dest``; ``tamper`` names a file whose
-    content is changed after RECORD was written."""
-    dist = f"{name}-{version}.dist-info"
+    content is changed after RECORD was written; ``license_file`` is the name and text of
+    the licence in ``.dist-info/licenses/``."""
+    dist = f"{name.replace('-', '_')}-{version}.dist-info"  # escaped, as real wheels name it
     purelib = tag.endswith("-none-any")
     meta = [
         "Metadata-Version: 2.4",
@@ -47,7 +52,7 @@ def make_wheel(
         f"Wheel-Version: 1.0\nGenerator: deepdeb-tests\nRoot-Is-Purelib: {str(purelib).lower()}\n"
         f"Tag: {tag}\n"
     ).encode()
-    members[f"{dist}/licenses/LICENSE"] = b"MIT License\n\nPermission is hereby granted...\n"
+    members[f"{dist}/licenses/{license_file[0]}"] = license_file[1]
     if entry_points:
         members[f"{dist}/entry_points.txt"] = entry_points.encode()
     rows = [f"{path},{record_hash(data)},{len(data)}" for path, data in members.items()]

@@ -21,6 +21,10 @@ from deepdeb.util import run, sha256_file
 # name is checked against this before it is used as one.
 PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 
+# The version suffix of every package that may not be redistributed (a local-only licence
+# verdict): such a .deb can never be mistaken for, or silently replace, a published one.
+LOCAL_SUFFIX = "+local1"
+
 RELATION_FIELDS = (
     "Pre-Depends",
     "Depends",

@@ -28,6 +28,7 @@ from debian.debian_support import Version
 
 from deepdeb.cpu.levels import BASELINE, MIN_GLIBC
 from deepdeb.debian.debpkg import (
+    LOCAL_SUFFIX,
     RELATION_FIELDS,
     AssembledPackage,
     build_deb,
@@ -44,9 +45,6 @@ from deepdeb.isa.build import VariantBuild
 from deepdeb.isa.reach import register_variants
 from deepdeb.report.schema import ALTERNATIVE, HWCAPS, Reach
 from deepdeb.util import run
-
-LOCAL_SUFFIX = "+local1"
-
 
 # --- pure helpers -----------------------------------------------------------------------
 

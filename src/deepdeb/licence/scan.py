@@ -11,13 +11,15 @@ import shutil
 import stat
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from debian import copyright as copyright_errors
 from debian.copyright import Copyright
 
 from deepdeb.errors import AuditError, UnsafeFileError
+from deepdeb.licence import clauses
+from deepdeb.licence.clauses import Citation
 from deepdeb.licence.table import classify, normalise, table
 from deepdeb.util import read_regular, run
 
@@ -70,6 +72,7 @@ class Finding:
     source: str  # licensecheck, fingerprint, debian-copyright, license-file, package
     copyright: str = ""
     reason: str = ""
+    clauses: list[Citation] = field(default_factory=list)  # those the class relies on
 
 
 def _fingerprint(root: Path, rel: str) -> str | None:
@@ -227,8 +230,30 @@ def scan(root: Path, deep: bool = False) -> list[Finding]:
         expr, source = _resolve(root, rel, checked.get(rel, (None, ""))[0], declared)
         cls, reason = classify(expr)
         holder = checked.get(rel, (None, ""))[1]
-        findings.append(Finding(rel, expr, cls, source if expr else "none", holder, reason))
+        finding = Finding(rel, expr, cls, source if expr else "none", holder, reason)
+        if licence_role(rel) == DECLARATION:
+            _read_clauses(root / rel, finding)
+        findings.append(finding)
     return findings
+
+
+MAX_LICENCE_TEXT = 1 << 20
+
+
+def _read_clauses(path: Path, finding: Finding) -> None:
+    """A proprietary licence text decides by its clauses (:mod:`deepdeb.licence.clauses`):
+    the finding takes their class, and a reason that cites them."""
+    try:
+        text = read_regular(path, MAX_LICENCE_TEXT, tail=False).decode("utf-8", "replace")
+    except (OSError, UnsafeFileError):
+        return
+    reading = clauses.read(text, finding.classification)
+    if reading is None:
+        return
+    named = finding.spdx or "this licence text"
+    finding.classification = reading.classification
+    finding.reason = f"{named}, as its text reads: {reading.reason}"
+    finding.clauses = list(reading.citations)
 
 
 @dataclass

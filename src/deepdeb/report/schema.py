@@ -315,6 +315,8 @@ class WheelPackageEntry:
     not_byte_compiled: list[str]
     requirements: list[RequirementRow]
     build_seconds: float
+    # the licence clauses the verdict relies on: file, section, heading, item, sentence
+    licence_clauses: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = dict(self.deb.to_json())
@@ -323,6 +325,7 @@ class WheelPackageEntry:
                 "area": self.area,
                 "redistributable": self.redistributable,
                 "licence_reasons": self.licence_reasons,
+                "licence_clauses": self.licence_clauses,
                 "flavor": self.flavor,
                 "wheel": asdict(self.wheel),
                 "depends": self.depends,

@@ -48,7 +48,7 @@ def fetch_wheel(what: str, cache: Path | None = None, *, path: Path | None = Non
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--python-version", PYTHON, "--implementation", "cp", "--abi", PYTHON_ABI,
                "--abi", "abi3", "--abi", "none", "--dest", tmp, "--quiet"]  # fmt: skip
-        for platform in PLATFORMS:
+        for platform in pip_platforms():
             cmd += ["--platform", platform]
         proc = subprocess.run([*cmd, what], capture_output=True, text=True)
         found = sorted(Path(tmp).glob("*.whl"))
@@ -59,6 +59,17 @@ def fetch_wheel(what: str, cache: Path | None = None, *, path: Path | None = Non
         final.parent.mkdir(exist_ok=True)
         os.replace(found[0], final)
     return Fetched(final, digest, f"pypi:{what}")
+
+
+def pip_platforms() -> list[str]:
+    """The platforms pip is asked for: given ``--platform`` it takes each tag literally, so
+    every manylinux_2_X between the newest glibc in PLATFORMS and 2.17 is named (cuDNN's
+    wheels since 9.6 are manylinux_2_27 only)."""
+    minors = [
+        int(m.group(1)) for p in PLATFORMS if (m := re.fullmatch(r"manylinux_2_(\d+)_x86_64", p))
+    ]
+    spelled = [f"manylinux_2_{minor}_x86_64" for minor in range(max(minors), 16, -1)]
+    return [*spelled, *(p for p in PLATFORMS if p not in spelled)]
 
 
 def _cached_pin(what: str, cache: Path) -> Fetched | None:

@@ -22,8 +22,10 @@ keeps (``python3-numpy-abi9`` for a numpy 1.x).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
+from deepdeb.debian.debpkg import LOCAL_SUFFIX
 from deepdeb.errors import UnsatisfiedRequirements
 from deepdeb.recipe.model import Flavor, WheelRecipe
 from deepdeb.report.schema import RequirementRow
@@ -53,6 +55,7 @@ class Planned:
     area: str = "main"
     redistributable: bool = True
     reasons: list[str] = field(default_factory=list)
+    clauses: list[dict[str, str]] = field(default_factory=list)  # cited by the audit
 
 
 def base_name(wheel: Wheel, flavor: Flavor) -> str:
@@ -115,8 +118,9 @@ def plan(recipe: WheelRecipe) -> list[Planned]:
                 relations += inner_relations
                 replacing.append((d.pypi_name, d.package, inner.version, who))
             elif choice == "package" and d.pypi_name not in packaged:
-                packaged[d.pypi_name] = _plan_requirement(d, flavor)
-                replacing.append((d.pypi_name, d.package, packaged[d.pypi_name].wheel.version, who))
+                for x, made in _plan_requirement(d, flavor, choices, packaged):
+                    replacing.append((x.pypi_name, x.package, made.wheel.version, who))
+                    in_archive.update([x.package] if x.archive_versions else [])
             if d.archive_versions:
                 in_archive.add(d.package)
             relation = relation_for(d, choice)
@@ -140,17 +144,59 @@ def plan(recipe: WheelRecipe) -> list[Planned]:
             "requirements Debian bookworm cannot satisfy:\n  " + "\n  ".join(unsatisfied)
         )
     check_replacements([r for r in replacing if r[1] in in_archive])
-    return [*plans, *packaged.values()]
+    planned = [*plans, *packaged.values()]
+    pin_built(planned)
+    return planned
 
 
-def _requirement_wheel(d: Dependency, flavor: Flavor) -> tuple[Fetched, Wheel, list[Dependency]]:
+def pin_built(plans: list[Planned]) -> None:
+    """An exact relation (``== 9.20.0.48`` in Requires-Dist) on a package this recipe
+    builds names the version it builds (``9.20.0.48-1~deepdeb1``, perhaps ``+local1``):
+    the upstream version alone is never equal to a Debian version with a revision, and apt
+    could not install the dependant."""
+    versions = {p.spec.package: p.spec.version for p in plans}
+    for p in plans:
+        depends = tuple(_pinned(r, versions) for r in p.spec.depends)
+        if depends != p.spec.depends:
+            p.spec = replace(p.spec, depends=depends)
+
+
+def _pinned(relation: str, versions: dict[str, str]) -> str:
+    exact = re.fullmatch(r"(\S+) \(= [^)]+\)", relation)
+    if exact and exact.group(1) in versions:
+        return f"{exact.group(1)} (= {versions[exact.group(1)]})"
+    return relation
+
+
+def mark_local(plans: list[Planned]) -> None:
+    """Packages that may not be redistributed get ``+local1`` in their version, as local
+    source builds do, and the recipe's other packages depend on that version."""
+    for p in plans:
+        if p.redistributable or p.spec.version.endswith(LOCAL_SUFFIX):
+            continue
+        old, new = p.spec.version, p.spec.version + LOCAL_SUFFIX
+        provides = tuple(x.replace(f"(= {old})", f"(= {new})") for x in p.spec.provides)
+        p.spec = replace(p.spec, version=new, provides=provides)
+        p.reasons.append(f"local-only: version {new}, built here and never published")
+    pin_built(plans)
+
+
+def _requirement_wheel(
+    d: Dependency, flavor: Flavor, choices: dict[str, str] | None = None
+) -> tuple[Fetched, Wheel, list[Dependency]]:
     """The wheel for a requirement that is bundled or packaged, and its own requirements,
-    which must be satisfiable from the archive."""
+    which must be satisfiable from the archive, or (for a packaged one) be decided in the
+    recipe's ``[python] requires`` as ``package`` or ``depend``."""
     fetched = fetch_wheel(d.requirement)
     whl = open_wheel(fetched.path)
     deps = dependencies(whl)
     check_archive(deps)
-    missing = [f"{x.requirement}: {x.why_not()}" for x in deps if not x.satisfiable]
+    decided = {n for n, c in (choices or {}).items() if c in ("package", "depend")}
+    missing = [
+        f"{x.requirement}: {x.why_not()}"
+        for x in deps
+        if not x.satisfiable and x.pypi_name not in decided
+    ]
     if missing:
         raise UnsatisfiedRequirements(
             f"{d.requirement} (for {flavor.name}) needs what bookworm lacks:\n  "
@@ -169,32 +215,47 @@ def _bundle(d: Dependency, flavor: Flavor) -> tuple[Wheel, list[str], list[str]]
     return inner, provides, [x.relation() for x in inner_deps]
 
 
-def _plan_requirement(d: Dependency, flavor: Flavor) -> Planned:
-    """A requirement built as its own package (``package``)."""
-    fetched, whl, deps = _requirement_wheel(d, flavor)
+def _plan_requirement(
+    d: Dependency, flavor: Flavor, choices: dict[str, str], packaged: dict[str, Planned]
+) -> list[tuple[Dependency, Planned]]:
+    """A requirement built as its own package (``package``), added to ``packaged``, and
+    with it, by the same choices, what it needs that the archive lacks (cuDNN needs
+    cuBLAS, which needs NVRTC): every package planned here, with its requirement."""
+    fetched, whl, deps = _requirement_wheel(d, flavor, choices)
+    relations = [(x, relation_for(x, choices.get(x.pypi_name))) for x in deps]
     spec = PackageSpec(
         package=d.package,
         version=replacement_version(whl.version, d.archive_versions),
         provides=tuple(sorted(kept_virtuals(d.pypi_name, whl.version))),
-        depends=tuple(x.relation() for x in deps),
+        depends=tuple(r for _, r in relations if r),
         maintainer=flavor.python.maintainer or MAINTAINER,
     )
-    rows = [_requirement_row(x, None, x.relation()) for x in deps]
-    return Planned(whl, fetched, spec, None, rows)
+    rows = [_requirement_row(x, choices.get(x.pypi_name), r) for x, r in relations]
+    packaged[d.pypi_name] = Planned(whl, fetched, spec, None, rows)
+    planned = [(d, packaged[d.pypi_name])]
+    for x in deps:
+        if choices.get(x.pypi_name) == "package" and x.pypi_name not in packaged:
+            planned += _plan_requirement(x, flavor, choices, packaged)
+    return planned
 
 
 def follow_packaged_areas(plans: list[Planned]) -> None:
-    """A free package that depends on a non-free one it packages itself goes to contrib
-    (Debian Policy 2.2.1: main must not depend on packages outside main)."""
+    """A free package that depends on a non-free or local-only one it packages itself goes
+    to contrib (Debian Policy 2.2.1: main must not depend on packages outside main). It
+    stays redistributable: Debian's contrib carries packages that need software the user
+    must obtain elsewhere (nvidia-cudnn, which only downloads cuDNN), and depending on a
+    package is not distributing it."""
     areas = {p.spec.package: p.area for p in plans}
     for p in plans:
-        if p.area != "main":
+        if p.area not in ("main", "contrib"):  # contrib: say which of them are built here
             continue
         outside = sorted(
-            name
+            f"{name} ({areas[name]})"
             for relation in p.spec.depends
             if areas.get(name := relation.split()[0].split(":")[0], "main") != "main"
         )
         if outside:
             p.area = "contrib"
-            p.reasons.append(f"contrib: depends on {', '.join(outside)}, which is not in main")
+            p.reasons.append(
+                f"contrib: depends on {', '.join(outside)}, built by this recipe outside main"
+            )

@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.console import Console
@@ -23,7 +24,7 @@ from deepdeb.report.schema import (
 )
 from deepdeb.sources.wheels import Fetched
 from deepdeb.util import atomic_write_text
-from deepdeb.wheel.flavours import Planned, follow_packaged_areas, plan
+from deepdeb.wheel.flavours import Planned, follow_packaged_areas, mark_local, plan
 from deepdeb.wheel.package import WheelPackage, build_package
 from deepdeb.wheel.sanity import run_sanity
 
@@ -71,7 +72,12 @@ def run_wheel_build(recipe: WheelRecipe, out: Path, console: Console) -> WheelRe
             verdict = _audit(p.fetched, list(p.spec.depends), work)
             p.area, p.redistributable = verdict.area, verdict.redistributable
             p.reasons = verdict.redistributable_reasons + verdict.area_reasons
+            p.clauses = [
+                {"file": f.path, **asdict(c), "cite": c.cite()} for f in verdict.files
+                for c in f.clauses
+            ]  # fmt: skip
         follow_packaged_areas(plans)
+        mark_local(plans)
         for p in plans:
             with console.status(f"building {p.spec.package} {p.spec.version} ..."):
                 built.append((p, build_package(p.wheel, p.spec, work / "pkg", staging)))
@@ -109,6 +115,7 @@ def _report(
             not_byte_compiled=result.not_compiled,
             requirements=p.requirements,
             build_seconds=round(result.seconds, 1),
+            licence_clauses=p.clauses,
         )
         for p, result in built
     ]

@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,9 +170,24 @@ class _Remote(io.RawIOBase):
 
 def _member(url: str, size: int) -> bytes | None:
     """The ``*.dist-info/METADATA`` member of a remote wheel, None when it has none."""
+    found = remote_members(url, size, lambda n: bool(re.fullmatch(r"[^/]+\.dist-info/METADATA", n)))
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
+MAX_REMOTE_MEMBER = 4 << 20
+
+
+def remote_members(url: str, size: int, wanted: Callable[[str], bool]) -> dict[str, bytes]:
+    """The members of a remote wheel that ``wanted`` names, read by range requests: its
+    central directory, then those members only (a cuDNN wheel's licence text and METADATA
+    cost one 256 KiB block of its 658 MB). A member larger than 4 MiB uncompressed is
+    refused: these are texts, and a hostile index could serve a zip bomb."""
     with zipfile.ZipFile(io.BufferedReader(_Remote(url, size))) as whl:
-        names = [n for n in whl.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
-        return whl.read(names[0]) if len(names) == 1 else None
+        infos = [i for i in whl.infolist() if wanted(i.filename) and not i.is_dir()]
+        big = [i.filename for i in infos if i.file_size > MAX_REMOTE_MEMBER]
+        if big:
+            raise PackageIndexError(f"{url}: {', '.join(big)} larger than 4 MiB")
+        return {i.filename: whl.read(i) for i in infos}
 
 
 class PyPI:
