@@ -30,7 +30,7 @@ def make_wheel(
 ) -> Path:
     """Write ``<name>-<version>-<tag>.whl`` into ``dest``; ``tamper`` names a file whose
     content is changed after RECORD was written."""
-    dist = f"{name}-{version}.dist-info"
+    dist = f"{name.replace('-', '_')}-{version}.dist-info"  # PEP 427: escaped name
     purelib = tag.endswith("-none-any")
     meta = [
         "Metadata-Version: 2.4",

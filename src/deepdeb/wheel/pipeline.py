@@ -47,11 +47,14 @@ def _sanity(
     for p, r in built:
         if p.flavor is None:
             continue
-        what = f"sanity ({p.flavor}): clean root, training on {s.dataset} for {s.seconds:.0f} s"
+        what = (
+            f"sanity ({p.flavor}): clean root, {s.framework} training on {s.dataset} "
+            f"for {s.seconds:.0f} s"
+        )
         with console.status(what + " ..."):
             sane = run_sanity(
                 [r.deb.file, *shared], work / "sanity" / p.flavor, s.dataset, s.seconds,
-                s.min_accuracy,
+                s.min_accuracy, s.framework,
             )  # fmt: skip
         results[p.flavor] = sane
     return results
