@@ -215,3 +215,45 @@ def test_pytorch_example_installs_in_a_clean_root_and_learns(tmp_path: Path) -> 
     assert sanity["passed"] and sanity["accuracy"] >= 0.85
     assert sanity["cpu_capability"] in ("AVX512", "AVX2", "DEFAULT")
     assert sanity["framework"] == "torch" and sanity["version"] == "2.13.0+cpu"
+
+
+def _wheels_here(*pins: str) -> bool:
+    """The example's wheels, fetched into deepdeb's cache (PyPI, or pip's configuration)."""
+    from deepdeb.errors import SourceError
+    from deepdeb.sources.wheels import fetch_wheel
+
+    try:
+        for pin in pins:
+            fetch_wheel(pin)
+    except SourceError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_jax_example_installs_in_a_clean_root_and_learns(tmp_path: Path) -> None:
+    """The bundled example: python3-jax from its wheel, jaxlib, ml-dtypes and opt-einsum
+    packaged beside it at the versions `deepdeb resolve jax` chose, installed by apt in a
+    clean root with bookworm's numpy and scipy, a hand-written JAX MLP trained for 60 s."""
+    pins = ("jax==0.4.38", "jaxlib==0.4.38", "ml-dtypes==0.5.4", "opt-einsum==3.4.0")
+    if not _wheels_here(*pins):
+        pytest.skip("the JAX 0.4.38 wheels are not available to pip on this machine")
+    from deepdeb.cli import main
+
+    recipe = Path(__file__).parent.parent / "examples" / "jax" / "recipe.toml"
+    assert main(["build", str(recipe), "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    versions = {p["package"]: p["version"] for p in report["packages"]}
+    assert versions == {
+        "python3-jax": "0.4.38-1",
+        "python3-jaxlib": "0.4.38-1~deepdeb1",
+        "python3-ml-dtypes": "0.5.4-1~deepdeb1",
+        "python3-opt-einsum": "3.4.0-1~deepdeb1",
+    }
+    jax = next(p for p in report["packages"] if p["package"] == "python3-jax")
+    assert (
+        "python3-numpy (>= 1:1.24)" in jax["depends"] or "python3-numpy (>= 1.24)" in jax["depends"]
+    )
+    sanity = report["sanity"]["cpu"]
+    assert sanity["passed"] and sanity["accuracy"] >= 0.85
+    assert sanity["framework"] == "jax" and sanity["version"] == "0.4.38 (jaxlib 0.4.38)"
