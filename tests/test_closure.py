@@ -95,6 +95,8 @@ def test_the_closure_is_packaged_and_each_package_depends_on_the_next(
     assert "python3-six" in tail["Depends"]  # from the archive, as before
     leaf = control(tmp_path / "out" / packages["python3-ddfx-leaf"]["file"])
     assert leaf["Version"] == "0.7-1~deepdeb1"
+    # built together, all free: main, though bookworm has none of them
+    assert {p["area"] for p in packages.values()} == {"main"}
     rows = {r["requirement"]: r["choice"] for r in report["unsatisfied_in_bookworm"]}
     assert rows == {"ddfx-mid>=1.0": "package", "ddfx-leaf>=0.5": "package",
                     "ddfx-tail": "package"}  # fmt: skip
