@@ -9,6 +9,7 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
+import pytest
 from license_expression import get_spdx_licensing
 from packaging.utils import canonicalize_name
 
@@ -31,7 +32,10 @@ def test_every_data_file_is_known() -> None:
         "licenses.toml",
         "loader.toml",
         "loadprobe.c",
-        "sanity/fashion-mnist-train.py",
+        "sanity/frameworks.toml",
+        "sanity/fashion-mnist-torch.py",
+        "sanity/fashion-mnist-tensorflow.py",
+        "sanity/fashion-mnist-jax.py",
     }
 
 
@@ -93,17 +97,41 @@ def test_loader_directories_data_matches_the_loader() -> None:
     assert all(amd64["multiarch"] in d for d in amd64["system"][:2])
 
 
-def test_sanity_script_is_filled_in_completely(tmp_path: Path) -> None:
-    assert set(DATASET_PACKAGE) == {
-        p.name.removesuffix("-train.py") for p in (DATA / "sanity").glob("*-train.py")
-    }
-    script = write_test(tmp_path, "fashion-mnist", 12.5, 0.75)
+def test_sanity_frameworks_have_scripts_and_real_package_names() -> None:
+    """Every framework has a script per dataset; every script a framework; the Depends
+    parse as Debian relations; a wheel name defaults to one framework only."""
+    from debian.deb822 import PkgRelation
+
+    data = data_toml("sanity/frameworks.toml")
+    assert set(data) == {"framework"}
+    scripts = {p.name.removesuffix(".py") for p in (DATA / "sanity").glob("*.py")}
+    assert scripts == {f"{d}-{f}" for d in DATASET_PACKAGE for f in data["framework"]}
+    wheels: list[str] = []
+    for name, entry in data["framework"].items():
+        assert set(entry) == {"depends", "wheels", "packages"}, name
+        relations = PkgRelation.parse_relations(entry["depends"])
+        named = {alt["name"] for group in relations for alt in group}
+        assert named and all(re.fullmatch(r"python3-[a-z0-9.+-]+", n) for n in named), name
+        assert all(canonicalize_name(w) == w for w in entry["wheels"]), name
+        assert set(entry["packages"]) & named, f"{name}: its packages are what it depends on"
+        wheels += entry["wheels"]
+    assert len(wheels) == len(set(wheels))
+
+
+@pytest.mark.parametrize("framework", ["torch", "tensorflow", "jax"])
+def test_sanity_script_is_filled_in_completely(tmp_path: Path, framework: str) -> None:
+    script = write_test(tmp_path, "fashion-mnist", 12.5, 0.75, framework)
     text = script.read_text()
-    assert "@" not in text.replace("@example", "")
+    assert re.search(r"@[A-Z_]+@", text) is None  # every @NAME@ default filled in
     ast.parse(text)
     assert '"/usr/share/datasets/fashion-mnist"' in text
     assert '"12.5"' in text and '"0.75"' in text
-    assert (tmp_path / "control").read_text().startswith("Tests: fashion-mnist-train\n")
+    control = (tmp_path / "control").read_text()
+    assert control.startswith(f"Tests: fashion-mnist-{framework}\n")
+    # the fields SanityResult reads, written by every script
+    for key in ("accuracy", "train_seconds", "cpu_capability", "framework", "version",
+                "epochs_completed", "steps", "threads"):  # fmt: skip
+        assert f'"{key}":' in text, key
 
 
 def test_upstream_names_are_hosts_and_bazel_prefixes() -> None:

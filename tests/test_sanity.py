@@ -1,5 +1,5 @@
-"""The Fashion-MNIST sanity test: the generated DEP-8 test, its dataset checks, and the
-PyTorch example end to end in a clean root."""
+"""The Fashion-MNIST sanity test: the generated DEP-8 test per framework, its dataset
+checks, and the PyTorch and JAX examples end to end in a clean root."""
 
 from __future__ import annotations
 
@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Deb822
 
-from deepdeb.errors import SanityError
-from deepdeb.wheel.sanity import write_test
+from deepdeb.errors import RecipeError, SanityError
+from deepdeb.recipe.frameworks import frameworks
+from deepdeb.recipe.load import load_recipe
+from deepdeb.recipe.model import WheelRecipe
+from deepdeb.wheel.sanity import framework_of_debs, write_test
+
+FRAMEWORKS = ["torch", "tensorflow", "jax"]
 
 FILES = {
     "train-images-idx3-ubyte.gz": (0x803, (3, 2, 2)),
@@ -45,20 +50,36 @@ def _run(script: Path, data: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True)
 
 
-def test_the_generated_test_is_a_dep8_test(tmp_path: Path) -> None:
-    script = write_test(tmp_path / "tests", "fashion-mnist", 60, 0.85)
+@pytest.mark.parametrize(
+    ("framework", "depends"),
+    [
+        ("torch", "python3-torch-api | python3-torch"),
+        ("tensorflow", "python3-tensorflow-api | python3-tensorflow"),
+        ("jax", "python3-jax, python3-jaxlib"),
+    ],
+)
+def test_the_generated_test_is_a_dep8_test_for_its_framework(
+    tmp_path: Path, framework: str, depends: str
+) -> None:
+    script = write_test(tmp_path / "tests", "fashion-mnist", 60, 0.85, framework)
     control = Deb822((tmp_path / "tests" / "control").read_text())
-    assert control["Tests"] == script.name == "fashion-mnist-train"
-    assert "dataset-fashion-mnist" in control["Depends"]
-    assert "python3-torch-api" in control["Depends"]
+    assert control["Tests"] == script.name == f"fashion-mnist-{framework}"
+    assert control["Depends"] == f"{depends}, dataset-fashion-mnist"
     assert os.access(script, os.X_OK)
-    assert 'MIN_ACCURACY = float(os.environ.get("SANITY_MIN_ACCURACY", "0.85"))' in (
-        script.read_text()
-    )
+    text = script.read_text()
+    assert 'MIN_ACCURACY = float(os.environ.get("SANITY_MIN_ACCURACY", "0.85"))' in text
+    # the script imports its own framework and no other
+    imports = {m for m in ("torch", "tensorflow", "jax") if f"\nimport {m}" in text}
+    assert imports == {framework}
 
 
-def test_a_missing_dataset_file_is_named(tmp_path: Path) -> None:
-    script = write_test(tmp_path / "tests", "fashion-mnist", 60, 0.85)
+def test_every_framework_has_a_script_and_the_known_ones_are_all_there() -> None:
+    assert list(frameworks()) == FRAMEWORKS
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_missing_dataset_file_is_named(tmp_path: Path, framework: str) -> None:
+    script = write_test(tmp_path / "tests", "fashion-mnist", 60, 0.85, framework)
     data = _dataset(tmp_path / "data")
     (data / "t10k-labels-idx1-ubyte.gz").unlink()
     proc = _run(script, data)
@@ -67,8 +88,9 @@ def test_a_missing_dataset_file_is_named(tmp_path: Path) -> None:
     assert "t10k-labels-idx1-ubyte.gz" in proc.stderr
 
 
-def test_a_wrong_dataset_file_is_named(tmp_path: Path) -> None:
-    script = write_test(tmp_path / "tests", "fashion-mnist", 60, 0.85)
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_wrong_dataset_file_is_named(tmp_path: Path, framework: str) -> None:
+    script = write_test(tmp_path / "tests", "fashion-mnist", 60, 0.85, framework)
     data = _dataset(tmp_path / "data")
     _idx(data / "train-images-idx3-ubyte.gz", 0x801, (3,))  # labels where images belong
     proc = _run(script, data)
@@ -82,6 +104,69 @@ def test_a_wrong_dataset_file_is_named(tmp_path: Path) -> None:
     _idx(data / "train-labels-idx1-ubyte.gz", 0x801, (4,))
     proc = _run(script, data)
     assert proc.returncode == 2 and "images and labels disagree: 3/4 training" in proc.stderr
+
+
+def test_an_unknown_framework_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SanityError, match=r"unknown framework 'mxnet' \(known: torch, tens"):
+        write_test(tmp_path, "fashion-mnist", 60, 0.8, "mxnet")
+    assert not (tmp_path / "control").exists()
+
+
+def test_the_framework_of_packages_comes_from_their_names(tmp_path: Path) -> None:
+    debs = [
+        tmp_path / "python3-jax_0.4.38-1_all.deb",
+        tmp_path / "python3-jaxlib_0.4.38-1_amd64.deb",
+    ]
+    assert framework_of_debs(debs) == "jax"
+    tf = [tmp_path / "python3-tensorflow_2.17.1-1_amd64.deb", tmp_path / "python3-keras_3-1.deb"]
+    assert framework_of_debs(tf) == "tensorflow"
+    with pytest.raises(SanityError, match=r"cannot tell which framework python3-foo hold"):
+        framework_of_debs([tmp_path / "python3-foo_1-1_all.deb"])
+    both = [tmp_path / "python3-torch_2-1_amd64.deb", *debs]
+    with pytest.raises(SanityError, match="give --framework"):
+        framework_of_debs(both)
+
+
+def _recipe(tmp_path: Path, source: str, sanity: str) -> Path:
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(f"[source]\n{source}\n\n[sanity]\n{sanity}")
+    return recipe
+
+
+@pytest.mark.parametrize(
+    ("source", "framework"),
+    [
+        ('pypi = "jax==0.4.38"', "jax"),
+        ('pypi = "tensorflow-cpu==2.17.1"', "tensorflow"),
+        ('pypi = "Tensorflow_CPU==2.17.1"', "tensorflow"),
+        ('wheel = "dist/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"', "torch"),
+        ('wheel = "dist/tensorflow_cpu-2.17.1-cp311-cp311-manylinux2014_x86_64.whl"', "tensorflow"),
+    ],
+)
+def test_the_sanity_framework_defaults_from_the_wheel(
+    tmp_path: Path, source: str, framework: str
+) -> None:
+    recipe = load_recipe(_recipe(tmp_path, source, 'dataset = "fashion-mnist"\n'))
+    assert isinstance(recipe, WheelRecipe) and recipe.sanity is not None
+    assert recipe.sanity.framework == framework
+
+
+def test_the_sanity_framework_is_validated_with_its_line(tmp_path: Path) -> None:
+    explicit = _recipe(tmp_path, 'pypi = "mylib==1.0"', 'seconds = 30\nframework = "jax"\n')
+    recipe = load_recipe(explicit)
+    assert isinstance(recipe, WheelRecipe) and recipe.sanity is not None
+    assert recipe.sanity.framework == "jax"
+    bad = _recipe(tmp_path, 'pypi = "jax==0.4.38"', 'seconds = 30\nframework = "mxnet"\n')
+    with pytest.raises(
+        RecipeError, match=r"recipe\.toml:6: .*framework.*one of torch, tensorflow, jax"
+    ):
+        load_recipe(bad)
+    unknown = _recipe(tmp_path, 'pypi = "mylib==1.0"', "seconds = 30\n")
+    with pytest.raises(
+        RecipeError,
+        match=r"recipe\.toml:4: \[sanity\] cannot tell the framework from the wheel 'mylib'",
+    ):
+        load_recipe(unknown)
 
 
 def test_an_unknown_dataset_is_refused(tmp_path: Path) -> None:
@@ -129,4 +214,46 @@ def test_pytorch_example_installs_in_a_clean_root_and_learns(tmp_path: Path) -> 
     sanity = report["sanity"]["cpu"]
     assert sanity["passed"] and sanity["accuracy"] >= 0.85
     assert sanity["cpu_capability"] in ("AVX512", "AVX2", "DEFAULT")
-    assert sanity["torch"] == "2.13.0+cpu"
+    assert sanity["framework"] == "torch" and sanity["version"] == "2.13.0+cpu"
+
+
+def _wheels_here(*pins: str) -> bool:
+    """The example's wheels, fetched into deepdeb's cache (PyPI, or pip's configuration)."""
+    from deepdeb.errors import SourceError
+    from deepdeb.sources.wheels import fetch_wheel
+
+    try:
+        for pin in pins:
+            fetch_wheel(pin)
+    except SourceError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_jax_example_installs_in_a_clean_root_and_learns(tmp_path: Path) -> None:
+    """The bundled example: python3-jax from its wheel, jaxlib, ml-dtypes and opt-einsum
+    packaged beside it at the versions `deepdeb resolve jax` chose, installed by apt in a
+    clean root with bookworm's numpy and scipy, a hand-written JAX MLP trained for 60 s."""
+    pins = ("jax==0.4.38", "jaxlib==0.4.38", "ml-dtypes==0.5.4", "opt-einsum==3.4.0")
+    if not _wheels_here(*pins):
+        pytest.skip("the JAX 0.4.38 wheels are not available to pip on this machine")
+    from deepdeb.cli import main
+
+    recipe = Path(__file__).parent.parent / "examples" / "jax" / "recipe.toml"
+    assert main(["build", str(recipe), "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    versions = {p["package"]: p["version"] for p in report["packages"]}
+    assert versions == {
+        "python3-jax": "0.4.38-1",
+        "python3-jaxlib": "0.4.38-1~deepdeb1",
+        "python3-ml-dtypes": "0.5.4-1~deepdeb1",
+        "python3-opt-einsum": "3.4.0-1~deepdeb1",
+    }
+    jax = next(p for p in report["packages"] if p["package"] == "python3-jax")
+    # bookworm's numpy under its epoch; jaxlib pinned so that 0.4.38-1~deepdeb1 meets it
+    assert "python3-numpy (>= 1:1.24)" in jax["depends"]
+    assert "python3-jaxlib (<< 0.4.38.~), python3-jaxlib (>= 0.4.38)" in jax["depends"]
+    sanity = report["sanity"]["cpu"]
+    assert sanity["passed"] and sanity["accuracy"] >= 0.85
+    assert sanity["framework"] == "jax" and sanity["version"] == "0.4.38 (jaxlib 0.4.38)"

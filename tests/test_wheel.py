@@ -20,7 +20,13 @@ from deepdeb.errors import WheelError
 from deepdeb.hermetic import cleanroom
 from deepdeb.recipe.model import WheelRecipe
 from deepdeb.sources.wheelfile import open_wheel
-from deepdeb.wheel.depends import check_archive, debian_version, dependencies, relations
+from deepdeb.wheel.depends import (
+    check_archive,
+    debian_version,
+    dependencies,
+    relations,
+    satisfies,
+)
 from deepdeb.wheel.layout import extract
 from deepdeb.wheel.package import PackageSpec, build_package
 
@@ -47,12 +53,54 @@ def test_pep440_versions_map_to_debian_versions_that_sort_the_same() -> None:
         ("<2", [("<<", "2")]),
         ("==1.2.*", [(">=", "1.2"), ("<<", "1.3~")]),
         ("~=1.4.2", [(">=", "1.4.2"), ("<<", "1.5~")]),
-        ("==2.0rc1", [("=", "2.0~rc1")]),
+        ("==2.0rc1", [(">=", "2.0~rc1"), ("<<", "2.0~rc1.~")]),
+        ("==0.4.38", [(">=", "0.4.38"), ("<<", "0.4.38.~")]),
+        ("<=0.4.38", [("<<", "0.4.38.~")]),
+        (">0.7", [(">=", "0.7.~")]),
         ("!=1.3", []),
     ],
 )
 def test_specifiers_become_debian_relations(spec: str, expected: list[tuple[str, str]]) -> None:
     assert relations(Specifier(spec)) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "inside", "outside"),
+    [
+        ("==0.4.38", ["0.4.38-1", "0.4.38-1~deepdeb1", "0.4.38+cpu-1"],
+         ["0.4.38~rc1-1", "0.4.38.1-1", "0.4.39-1"]),
+        ("<=0.4.38", ["0.4.37-1", "0.4.38-1~deepdeb1", "0.4.38+cpu-1"],
+         ["0.4.38.1-1", "0.4.39~rc1-1"]),
+        (">0.7", ["0.7.1-1", "0.8~rc1-1"], ["0.7-1", "0.7-1~deepdeb1"]),
+    ],
+)  # fmt: skip
+def test_relations_hold_for_debian_revisions_of_the_upstream_version(
+    spec: str, inside: list[str], outside: list[str]
+) -> None:
+    """A package of 0.4.38 is 0.4.38-1 (or -1~deepdeb1 when deepdeb packaged it): pins
+    and upper bounds must accept it, as dpkg compares (jax 0.4.38 pins jaxlib so)."""
+    pairs = relations(Specifier(spec))
+    for version in inside:
+        assert all(satisfies(version, op, want) for op, want in pairs), (version, pairs)
+    for version in outside:
+        assert not all(satisfies(version, op, want) for op, want in pairs), (version, pairs)
+        dpkg = subprocess.run(
+            ["dpkg", "--compare-versions", version, {"<<": "lt", ">=": "ge"}[pairs[-1][0]],
+             pairs[-1][1]],
+        )  # fmt: skip
+        assert (dpkg.returncode == 0) == satisfies(version, *pairs[-1])
+
+
+def test_a_relation_under_the_archive_epoch_reads_as_tensorflow_needs() -> None:
+    """bookworm's numpy is 1:1.24.2: TensorFlow's numpy<2.0.0 must say (<< 1:2.0.0)."""
+    from deepdeb.wheel.depends import Dependency
+
+    dep = Dependency("numpy<2.0.0,>=1.23.5", "numpy", "python3-numpy",
+                     [("<<", "2.0.0"), (">=", "1.23.5")], ["1:1.24.2-1+deb12u1"])  # fmt: skip
+    assert dep.relation() == "python3-numpy (<< 1:2.0.0), python3-numpy (>= 1:1.23.5)"
+    assert dep.satisfiable
+    new = Dependency("jaxlib==0.4.38", "jaxlib", "python3-jaxlib", [(">=", "0.4.38")], [])
+    assert new.relation() == "python3-jaxlib (>= 0.4.38)"
 
 
 def test_wheel_without_record_is_refused(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from deepdeb.inventory.manifests import DEFAULT_PLATFORM
 from deepdeb.isa.pipeline import BACKENDS, LAYOUTS, run_build
 from deepdeb.licence import audit
 from deepdeb.licence.dep5 import copyright_file
+from deepdeb.recipe.frameworks import frameworks
 from deepdeb.recipe.load import load_recipe, with_levels
 from deepdeb.recipe.model import WheelRecipe
 from deepdeb.report.tables import (
@@ -44,7 +45,7 @@ from deepdeb.util import atomic_write_text
 from deepdeb.wheel.pipeline import run_wheel_build
 from deepdeb.wheel.pypi import PyPI
 from deepdeb.wheel.resolve import AptArchive, Kind, resolve
-from deepdeb.wheel.sanity import run_sanity
+from deepdeb.wheel.sanity import framework_of_debs, run_sanity
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -142,6 +143,11 @@ def _parser() -> argparse.ArgumentParser:
     san.add_argument("--dataset", default="fashion-mnist")
     san.add_argument("--seconds", type=float, default=60.0, help="training budget")
     san.add_argument("--min-accuracy", type=float, default=0.80)
+    san.add_argument(
+        "--framework",
+        choices=list(frameworks()),
+        help="the training script to run (default: the framework the packages hold)",
+    )
     san.add_argument("--json", action="store_true", help="machine-readable output")
 
     pub = sub.add_parser("publish", help="add built packages to a signed apt repository")
@@ -206,7 +212,10 @@ def _cmd_sanity(args: argparse.Namespace, out: Console, err: Console) -> int:
         tempfile.TemporaryDirectory(prefix="deepdeb-sanity-") as tmp,
         err.status("installing into a clean root and training ..."),
     ):
-        result = run_sanity(args.debs, Path(tmp), args.dataset, args.seconds, args.min_accuracy)
+        framework = args.framework or framework_of_debs(args.debs)
+        result = run_sanity(
+            args.debs, Path(tmp), args.dataset, args.seconds, args.min_accuracy, framework
+        )
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -16,9 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
 from deepdeb.cpu.levels import BASELINE, OPTIONAL_LEVELS, rank
 from deepdeb.debian.debpkg import PACKAGE_NAME
 from deepdeb.errors import RecipeError
+from deepdeb.recipe.frameworks import framework_of_wheel, frameworks
 from deepdeb.recipe.model import (
     FLAVORS,
     REQUIRE_CHOICES,
@@ -133,6 +137,34 @@ def _is_requires(v: Any) -> str | None:
     return None if ok else f"a table of PyPI name = one of {', '.join(REQUIRE_CHOICES)}"
 
 
+def _is_versions(v: Any) -> str | None:
+    ok = (
+        isinstance(v, dict)
+        and len(v) <= MAX_LIST
+        and all(
+            isinstance(k, str)
+            and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", k) is not None
+            and isinstance(x, str)
+            and _is_pep440(x)
+            for k, x in v.items()
+        )
+    )
+    return None if ok else 'a table of PyPI name = "version" (one release, e.g. "0.5.4")'
+
+
+def _is_pep440(text: str) -> bool:
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return len(text) <= 64
+
+
+def _is_framework(v: Any) -> str | None:
+    ok = isinstance(v, str) and v in frameworks()
+    return None if ok else f"one of {', '.join(frameworks())}"
+
+
 def _is_fraction(v: Any) -> str | None:
     ok = isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 1
     return None if ok else "a number in (0, 1]"
@@ -162,11 +194,17 @@ _SCHEMA: dict[str, dict[str, _Check]] = {
     "python": {
         "package": _is_debian_name,
         "requires": _is_requires,
+        "versions": _is_versions,
         "drop": _is_globs,
         "extras": _is_globs,
         "maintainer": _is_str,
     },
-    "sanity": {"dataset": _is_str, "min_accuracy": _is_fraction, "seconds": _is_seconds},
+    "sanity": {
+        "dataset": _is_str,
+        "min_accuracy": _is_fraction,
+        "seconds": _is_seconds,
+        "framework": _is_framework,
+    },
     "isa": {
         "levels": _is_levels,
         "min_speedup": _is_speedup,
@@ -203,6 +241,8 @@ def _line_of(text: str, table: str, key: str | None = None) -> int | None:
         if header:
             current = header.group(1)
             if key is None and current == table:
+                return number
+            if key is not None and current == f"{table}.{key}":  # [python.requires]
                 return number
             continue
         if key is not None and current == table and re.match(rf'"?{re.escape(key)}"?\s*=', line):
@@ -328,6 +368,9 @@ def _wheel_recipe(
 ) -> WheelRecipe:
     """A wheel recipe: [source] (the cpu wheel) and/or [flavor.*], never [isa]."""
     python = _python(data.get("python", {}))
+    _check_versions(python, "python", fail)
+    for flavor in flavors:
+        _check_versions(flavor.python, f"flavor.{flavor.name}", fail)
     if source is not None:
         if not source.is_wheel:
             raise fail("[source] of a recipe with [flavor.*] must be 'wheel' or 'pypi'", "source")
@@ -338,10 +381,48 @@ def _wheel_recipe(
         path=path,
         flavors=flavors,
         python=python,
-        sanity=Sanity(**data["sanity"]) if "sanity" in data else None,
+        sanity=_sanity(data["sanity"], flavors, fail) if "sanity" in data else None,
         models=models,
         datasets=datasets,
     )
+
+
+def _check_versions(python: Python, table: str, fail: _Fail) -> None:
+    """A pinned version is for a requirement the recipe bundles or packages: anywhere else
+    it would be silently ignored."""
+    choices = dict(python.requires)  # already PEP 503 names (_canonical)
+    loose = [k for k, _ in python.versions if choices.get(k) not in ("bundle", "package")]
+    if loose:
+        raise fail(
+            f"[{table}] versions: {', '.join(loose)} pinned, but [{table}] requires does "
+            'not "bundle" or "package" it',
+            table,
+            "versions",
+        )
+
+
+def _wheel_project(source: Source) -> str:
+    """The PyPI project of a wheel source: the pin's name, or the wheel file's first part."""
+    if source.pypi is not None:
+        return source.pypi.partition("==")[0]
+    assert source.wheel is not None
+    return source.wheel.name.split("-", 1)[0]
+
+
+def _sanity(table: dict[str, Any], flavors: tuple[Flavor, ...], fail: _Fail) -> Sanity:
+    """[sanity], its framework defaulting from the first flavour's wheel (torch, jax, ...)."""
+    fields = dict(table)
+    if "framework" not in fields:
+        project = _wheel_project(flavors[0].source)
+        found = framework_of_wheel(project)
+        if found is None:
+            raise fail(
+                f"[sanity] cannot tell the framework from the wheel {project!r}: "
+                f"set framework = one of {', '.join(frameworks())}",
+                "sanity",
+            )
+        fields["framework"] = found
+    return Sanity(**fields)
 
 
 def _isa_recipe(common: SourceRecipe, data: dict[str, Any], fail: _Fail) -> SourceRecipe:
@@ -414,10 +495,17 @@ def _source(path: Path, src: dict[str, Any], fail: _Fail, table: str = "source")
     return source
 
 
+def _canonical(table: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """A table keyed by PyPI names, with the names as PEP 503 writes them (requirements
+    are matched by that form: ``typing_extensions`` is ``typing-extensions``)."""
+    return tuple(sorted((str(canonicalize_name(k)), v) for k, v in table.items()))
+
+
 def _python(table: dict[str, Any]) -> Python:
     return Python(
         package=table.get("package"),
-        requires=tuple(sorted(table.get("requires", {}).items())),
+        requires=_canonical(table.get("requires", {})),
+        versions=_canonical(table.get("versions", {})),
         drop=tuple(table.get("drop", [])),
         extras=tuple(table.get("extras", [])),
         maintainer=table.get("maintainer"),

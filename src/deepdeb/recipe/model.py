@@ -82,6 +82,9 @@ class Python:
 
     package: str | None = None  # default python3-<name>
     requires: tuple[tuple[str, str], ...] = ()  # (PyPI name, depend|bundle|package)
+    # (PyPI name, version): the release a bundled or packaged requirement is taken at
+    # (what ``deepdeb resolve`` chose), instead of the newest its requirers accept
+    versions: tuple[tuple[str, str], ...] = ()
     drop: tuple[str, ...] = ()  # wheel paths (globs) left out, e.g. test-only libraries
     extras: tuple[str, ...] = ()
     maintainer: str | None = None
@@ -103,6 +106,7 @@ class Sanity:
     dataset: str = "fashion-mnist"
     min_accuracy: float = 0.80
     seconds: float = 60.0
+    framework: str = "torch"  # data/sanity/frameworks.toml; the loader defaults it from the wheel
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -257,8 +257,9 @@ class SanityResult:
     accuracy: float
     min_accuracy: float
     train_seconds: float
-    cpu_capability: str
-    torch: str
+    cpu_capability: str  # the ISA or backend the framework says it used
+    framework: str  # torch, tensorflow, jax
+    version: str  # the framework's own version string, as imported
     epochs_completed: int
     steps: int
     threads: int

@@ -215,7 +215,7 @@ def print_sanity(result: SanityResult, out: Console, flavor: str = "") -> None:
     """The training run's accuracy against the bar, and what the framework dispatched to."""
     title = f"sanity test of the {flavor} flavour" if flavor else "sanity test"
     table = Table(title=f"{title} (clean root, Fashion-MNIST)")
-    for col in ("accuracy", "required", "training", "epochs", "CPU capability", "torch"):
+    for col in ("accuracy", "required", "training", "epochs", "CPU capability", "framework"):
         table.add_column(col)
     table.add_row(
         f"{result.accuracy:.4f}",
@@ -223,7 +223,7 @@ def print_sanity(result: SanityResult, out: Console, flavor: str = "") -> None:
         f"{result.train_seconds:.0f} s on {result.threads} threads",
         str(result.epochs_completed),
         result.cpu_capability,
-        result.torch,
+        f"{result.framework} {result.version}",
     )
     out.print(table)
 

@@ -73,8 +73,21 @@ def _next_release(version: str, keep: int) -> str:
     return ".".join(map(str, parts))
 
 
+def _past(version: str) -> str:
+    """The first Debian version above every package of upstream ``version``: ``V.~``
+    sorts after ``V-1``, ``V-1~deepdeb1`` and ``V+cpu`` (a local label, which PEP 440's
+    ``==V`` also accepts) and before ``V.1`` and ``V.1~rc1``."""
+    return version + ".~"
+
+
 def relations(spec: Specifier) -> list[tuple[str, str]]:
-    """A PEP 440 specifier as Debian (operator, version) pairs; [] when not expressible."""
+    """A PEP 440 specifier as Debian (operator, version) pairs; [] when not expressible.
+
+    A Debian version carries a revision (``0.4.38-1``) that the upstream one has not:
+    ``==0.4.38`` as ``(= 0.4.38)`` or ``<=0.4.38`` as ``(<= 0.4.38)`` would refuse every
+    package of 0.4.38, so both end just past it (:func:`_past`), and ``>0.4.38`` starts
+    there.
+    """
     op, version = spec.operator, spec.version
     if op in ("==", "===") and version.endswith(".*"):
         base = version[:-2]
@@ -83,11 +96,15 @@ def relations(spec: Specifier) -> list[tuple[str, str]]:
             ("<<", _next_release(base, len(base.split("."))) + "~"),
         ]
     if op in ("==", "==="):
-        return [("=", debian_version(version))]
+        return [(">=", debian_version(version)), ("<<", _past(debian_version(version)))]
     if op == "~=":
         keep = max(1, len(Version(version).release) - 1)
         return [(">=", debian_version(version)), ("<<", _next_release(version, keep) + "~")]
-    mapping = {">=": ">=", "<=": "<=", ">": ">>", "<": "<<"}
+    if op == "<=":
+        return [("<<", _past(debian_version(version)))]
+    if op == ">":
+        return [(">=", _past(debian_version(version)))]
+    mapping = {">=": ">=", "<": "<<"}
     if op in mapping:
         return [(mapping[op], debian_version(version))]
     return []  # "!=": Debian cannot say "anything but"; left to the archive's versions

@@ -12,6 +12,14 @@ constraint dropped and reported), ``bundle`` (ship the requirement's wheel insid
 package, which then Provides/Conflicts/Replaces the Debian package) or ``package`` (build
 the requirement's wheel as its own python3-* package, and depend on it with the version).
 
+A packaged requirement has requirements of its own (TensorFlow's tensorboard needs
+tensorboard-data-server, which bookworm lacks): they are checked against the archive the
+same way, and the recipe's ``[python] requires`` decides for them too, so the whole
+closure is packaged, breadth first, the framework's own requirements before theirs. What
+no choice covers is listed with who needs it, every level the build could reach in one
+message. One package per PyPI name: a second requirement on a name already packaged must
+accept the version chosen for the first, or the build stops naming both.
+
 ``bundle`` and ``package`` replace the archive's package of that name: before anything is
 built, :mod:`deepdeb.wheel.conflicts` checks every archive package that depends on it, and
 a replacement that would break one (numpy 2 for every module compiled against numpy 1's
@@ -23,7 +31,10 @@ keeps (``python3-numpy-abi9`` for a numpy 1.x).
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field, replace
+
+from packaging.requirements import Requirement
 
 from deepdeb.debian.debpkg import LOCAL_SUFFIX
 from deepdeb.errors import UnsatisfiedRequirements
@@ -56,6 +67,7 @@ class Planned:
     redistributable: bool = True
     reasons: list[str] = field(default_factory=list)
     clauses: list[dict[str, str]] = field(default_factory=list)  # cited by the audit
+    asked_by: str = ""  # for a packaged requirement: the package that first needed it
 
 
 def base_name(wheel: Wheel, flavor: Flavor) -> str:
@@ -81,72 +93,176 @@ def _requirement_row(d: Dependency, choice: str | None, relation: str | None) ->
     )
 
 
+def _unsatisfied(d: Dependency, who: str) -> str:
+    return (
+        f"{d.requirement} ({who}): {d.why_not()}; choose in [python] requires: "
+        f'{d.pypi_name} = "depend" | "bundle" | "package"'
+    )
+
+
+@dataclass
+class _Closure:
+    """What planning collects across the flavours and the requirements they package."""
+
+    packaged: dict[str, Planned] = field(default_factory=dict)
+    # (requirement, flavour, who asks), breadth first: the framework's own requirements
+    # are fetched before their requirements, so the framework's bounds pick the versions
+    queue: deque[tuple[Dependency, Flavor, str]] = field(default_factory=deque)
+    replacing: list[tuple[str, str, str, str]] = field(default_factory=list)  # PyPI, pkg, ver, for
+    in_archive: set[str] = field(default_factory=set)
+    unsatisfied: list[str] = field(default_factory=list)
+    clashes: list[str] = field(default_factory=list)
+
+
 def plan(recipe: WheelRecipe) -> list[Planned]:
-    """Every package the recipe makes: one per flavour, plus requirements it packages."""
+    """Every package the recipe makes: one per flavour, plus requirements it packages
+    (and theirs, as far as the recipe's choices reach)."""
     plans: list[Planned] = []
-    unsatisfied: list[str] = []
     wheels = [(flavor, fetch_source(flavor)) for flavor in recipe.flavors]
     opened = [(f, fetched, open_wheel(fetched.path)) for f, fetched in wheels]
     names = {f.name: package_name(w, f) for f, _, w in opened}
-    packaged: dict[str, Planned] = {}
-    replacing: list[tuple[str, str, str, str]] = []  # (PyPI name, package, version, for)
-    in_archive: set[str] = set()
+    closure = _Closure()
     for flavor, fetched, whl in opened:
-        version = debian_version(whl.version) + "-1"
-        choices = dict(flavor.python.requires)
-        deps = dependencies(whl, flavor.python.extras)
-        check_archive(deps)
-        relations: list[str] = []
-        bundled: list[Wheel] = []
-        bundled_names: list[str] = []
-        provides = [f"{base_name(whl, flavor)}-api (= {version})"]
-        rows = []
-        for d in deps:
-            choice = choices.get(d.pypi_name)
-            if choice is None and not d.satisfiable:
-                unsatisfied.append(
-                    f"{d.requirement} ({names[flavor.name]}): {d.why_not()}; choose in [python] "
-                    f'requires: {d.pypi_name} = "depend" | "bundle" | "package"'
-                )
-                continue
-            who = f"{d.requirement} of {names[flavor.name]}"
-            if choice == "bundle":
-                inner, inner_provides, inner_relations = _bundle(d, flavor)
-                bundled.append(inner)
-                bundled_names.append(d.package)
-                provides += inner_provides
-                relations += inner_relations
-                replacing.append((d.pypi_name, d.package, inner.version, who))
-            elif choice == "package" and d.pypi_name not in packaged:
-                for x, made in _plan_requirement(d, flavor, choices, packaged):
-                    replacing.append((x.pypi_name, x.package, made.wheel.version, who))
-                    in_archive.update([x.package] if x.archive_versions else [])
-            if d.archive_versions:
-                in_archive.add(d.package)
-            relation = relation_for(d, choice)
-            if relation:
-                relations.append(relation)
-            rows.append(_requirement_row(d, choice, relation))
-        others = [n for name, n in names.items() if name != flavor.name]
-        spec = PackageSpec(
-            package=names[flavor.name],
-            version=version,
-            provides=tuple(provides),
-            conflicts=tuple([*others, *bundled_names]),
-            depends=tuple(relations),
-            bundled=tuple(bundled),
-            drop=flavor.python.drop,
-            maintainer=flavor.python.maintainer or MAINTAINER,
-        )
-        plans.append(Planned(whl, fetched, spec, flavor.name, rows))
-    if unsatisfied:
+        plans.append(_plan_flavour(flavor, fetched, whl, names, closure))
+    while closure.queue:
+        _plan_packaged(*closure.queue.popleft(), closure)
+    if closure.unsatisfied:
         raise UnsatisfiedRequirements(
-            "requirements Debian bookworm cannot satisfy:\n  " + "\n  ".join(unsatisfied)
+            "requirements Debian bookworm cannot satisfy:\n  "
+            + "\n  ".join(closure.unsatisfied)
+            + "\n(deepdeb resolve NAME lists a release's whole closure)"
         )
-    check_replacements([r for r in replacing if r[1] in in_archive])
-    planned = [*plans, *packaged.values()]
+    if closure.clashes:
+        raise UnsatisfiedRequirements(
+            "requirements that the packaged versions do not meet:\n  "
+            + "\n  ".join(closure.clashes)
+        )
+    check_replacements([r for r in closure.replacing if r[1] in closure.in_archive])
+    planned = [*plans, *closure.packaged.values()]
     pin_built(planned)
     return planned
+
+
+def _plan_flavour(
+    flavor: Flavor, fetched: Fetched, whl: Wheel, names: dict[str, str], closure: _Closure
+) -> Planned:
+    """One flavour's package; its ``package`` requirements go on the closure's queue."""
+    version = debian_version(whl.version) + "-1"
+    choices = dict(flavor.python.requires)
+    deps = dependencies(whl, flavor.python.extras)
+    check_archive(deps)
+    relations: list[str] = []
+    bundled: list[Wheel] = []
+    bundled_names: list[str] = []
+    provides = [f"{base_name(whl, flavor)}-api (= {version})"]
+    rows = []
+    for d in deps:
+        choice = choices.get(d.pypi_name)
+        if choice is None and not d.satisfiable:
+            closure.unsatisfied.append(_unsatisfied(d, names[flavor.name]))
+            continue
+        if choice == "bundle":
+            inner, inner_provides, inner_relations = _bundle(d, flavor)
+            bundled.append(inner)
+            bundled_names.append(d.package)
+            provides += inner_provides
+            relations += inner_relations
+            who = f"{d.requirement} of {names[flavor.name]}"
+            closure.replacing.append((d.pypi_name, d.package, inner.version, who))
+        elif choice == "package":
+            closure.queue.append((d, flavor, names[flavor.name]))
+        if d.archive_versions:
+            closure.in_archive.add(d.package)
+        relation = relation_for(d, choice)
+        if relation:
+            relations.append(relation)
+        rows.append(_requirement_row(d, choice, relation))
+    others = [n for name, n in names.items() if name != flavor.name]
+    spec = PackageSpec(
+        package=names[flavor.name],
+        version=version,
+        provides=tuple(provides),
+        conflicts=tuple([*others, *bundled_names]),
+        depends=tuple(relations),
+        bundled=tuple(bundled),
+        drop=flavor.python.drop,
+        maintainer=flavor.python.maintainer or MAINTAINER,
+    )
+    return Planned(whl, fetched, spec, flavor.name, rows)
+
+
+def accepts(requirement: str, version: str) -> bool:
+    """Whether a PEP 440 ``version`` meets a requirement's specifier (pre-releases too: a
+    packaged pre-release was chosen on purpose)."""
+    return Requirement(requirement).specifier.contains(version, prereleases=True)
+
+
+def _plan_packaged(d: Dependency, flavor: Flavor, who: str, closure: _Closure) -> None:
+    """A requirement built as its own package (``package``); its own requirements are
+    decided by the same ``[python] requires`` table, and queued when packaged too."""
+    done = closure.packaged.get(d.pypi_name)
+    if done is not None:
+        if not accepts(d.requirement, done.wheel.version):
+            closure.clashes.append(
+                f"{d.requirement} ({who}): {d.package} is packaged at {done.wheel.version} "
+                f"for {done.asked_by}"
+            )
+        return
+    fetched, whl = _fetch_requirement(d, flavor)
+    deps = dependencies(whl)
+    check_archive(deps)
+    choices = dict(flavor.python.requires)
+    chain = f"{whl.name} {whl.version} for {who}"
+    inner_who = f"needed by {chain}"
+    relations: list[str] = []
+    rows = []
+    for x in deps:
+        choice = choices.get(x.pypi_name)
+        if choice == "bundle":
+            closure.unsatisfied.append(
+                f"{x.requirement} ({inner_who}): bundle is for the framework's own "
+                f'requirements; a packaged requirement\'s needs are "package" or "depend"'
+            )
+            continue
+        if choice is None and not x.satisfiable:
+            closure.unsatisfied.append(
+                _unsatisfied(x, inner_who) + f", or pin an older {whl.name} in [python] versions"
+            )
+            continue
+        if choice == "package":
+            closure.queue.append((x, flavor, chain))
+        if x.archive_versions:
+            closure.in_archive.add(x.package)
+        relation = relation_for(x, choice)
+        if relation:
+            relations.append(relation)
+        rows.append(_requirement_row(x, choice, relation))
+    spec = PackageSpec(
+        package=d.package,
+        version=replacement_version(whl.version, d.archive_versions),
+        provides=tuple(sorted(kept_virtuals(d.pypi_name, whl.version))),
+        depends=tuple(relations),
+        maintainer=flavor.python.maintainer or MAINTAINER,
+    )
+    planned = Planned(whl, fetched, spec, None, rows, asked_by=who)
+    closure.packaged[d.pypi_name] = planned
+    if d.archive_versions:
+        closure.in_archive.add(d.package)
+    closure.replacing.append((d.pypi_name, d.package, whl.version, f"{d.requirement} of {who}"))
+
+
+def _fetch_requirement(d: Dependency, flavor: Flavor) -> tuple[Fetched, Wheel]:
+    """The wheel of a bundled or packaged requirement: at the recipe's ``[python] versions``
+    pin when it has one (which must meet the requirement), else the newest that does."""
+    pinned = dict(flavor.python.versions).get(d.pypi_name)
+    fetched = fetch_wheel(f"{d.pypi_name}=={pinned}" if pinned else d.requirement)
+    whl = open_wheel(fetched.path)
+    if pinned and not accepts(d.requirement, whl.version):
+        raise UnsatisfiedRequirements(
+            f"[python] versions pins {d.pypi_name} {pinned}, which does not meet "
+            f"{d.requirement} (for {flavor.name})"
+        )
+    return fetched, whl
 
 
 def pin_built(plans: list[Planned]) -> None:
@@ -187,8 +303,7 @@ def _requirement_wheel(
     """The wheel for a requirement that is bundled or packaged, and its own requirements,
     which must be satisfiable from the archive, or (for a packaged one) be decided in the
     recipe's ``[python] requires`` as ``package`` or ``depend``."""
-    fetched = fetch_wheel(d.requirement)
-    whl = open_wheel(fetched.path)
+    fetched, whl = _fetch_requirement(d, flavor)
     deps = dependencies(whl)
     check_archive(deps)
     decided = {n for n, c in (choices or {}).items() if c in ("package", "depend")}
@@ -213,30 +328,6 @@ def _bundle(d: Dependency, flavor: Flavor) -> tuple[Wheel, list[str], list[str]]
     version = with_epoch(debian_version(inner.version), archive_epoch(d.archive_versions))
     provides = [f"{d.package} (= {version})", *sorted(kept_virtuals(d.pypi_name, inner.version))]
     return inner, provides, [x.relation() for x in inner_deps]
-
-
-def _plan_requirement(
-    d: Dependency, flavor: Flavor, choices: dict[str, str], packaged: dict[str, Planned]
-) -> list[tuple[Dependency, Planned]]:
-    """A requirement built as its own package (``package``), added to ``packaged``, and
-    with it, by the same choices, what it needs that the archive lacks (cuDNN needs
-    cuBLAS, which needs NVRTC): every package planned here, with its requirement."""
-    fetched, whl, deps = _requirement_wheel(d, flavor, choices)
-    relations = [(x, relation_for(x, choices.get(x.pypi_name))) for x in deps]
-    spec = PackageSpec(
-        package=d.package,
-        version=replacement_version(whl.version, d.archive_versions),
-        provides=tuple(sorted(kept_virtuals(d.pypi_name, whl.version))),
-        depends=tuple(r for _, r in relations if r),
-        maintainer=flavor.python.maintainer or MAINTAINER,
-    )
-    rows = [_requirement_row(x, choices.get(x.pypi_name), r) for x, r in relations]
-    packaged[d.pypi_name] = Planned(whl, fetched, spec, None, rows)
-    planned = [(d, packaged[d.pypi_name])]
-    for x in deps:
-        if choices.get(x.pypi_name) == "package" and x.pypi_name not in packaged:
-            planned += _plan_requirement(x, flavor, choices, packaged)
-    return planned
 
 
 def follow_packaged_areas(plans: list[Planned]) -> None:

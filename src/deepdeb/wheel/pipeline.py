@@ -32,8 +32,13 @@ from deepdeb.wheel.sanity import run_sanity
 def _audit(fetched: Fetched, depends: list[str], work: Path) -> Verdict:
     """The wheel's licence verdict, read as ``deepdeb audit`` reads it (METADATA and licence
     files, vendored ones included), with its Debian dependencies for the area."""
-    alternatives = [[d.split()[0].split(":")[0]] for d in depends]
+    alternatives = [[_relation_name(d)] for d in depends]
     return audit_wheel(fetched.path, work / "audit" / fetched.sha256[:16], alternatives)
+
+
+def _relation_name(relation: str) -> str:
+    """The package a Depends entry names (``python3-numpy (>= 1:1.24)``: python3-numpy)."""
+    return relation.split()[0].split(":")[0]
 
 
 def _sanity(
@@ -48,11 +53,14 @@ def _sanity(
     for p, r in built:
         if p.flavor is None:
             continue
-        what = f"sanity ({p.flavor}): clean root, training on {s.dataset} for {s.seconds:.0f} s"
+        what = (
+            f"sanity ({p.flavor}): clean root, {s.framework} training on {s.dataset} "
+            f"for {s.seconds:.0f} s"
+        )
         with console.status(what + " ..."):
             sane = run_sanity(
                 [r.deb.file, *shared], work / "sanity" / p.flavor, s.dataset, s.seconds,
-                s.min_accuracy,
+                s.min_accuracy, s.framework,
             )  # fmt: skip
         results[p.flavor] = sane
     return results
@@ -68,8 +76,12 @@ def run_wheel_build(recipe: WheelRecipe, out: Path, console: Console) -> WheelRe
         with console.status("reading wheels, checking requirements against the archive ..."):
             plans = plan(recipe)
         built: list[tuple[Planned, WheelPackage]] = []
+        own = {p.spec.package for p in plans}
         for p in plans:
-            verdict = _audit(p.fetched, list(p.spec.depends), work)
+            # what the recipe builds itself is judged here, not looked up in the archive
+            # (it is not there); follow_packaged_areas then carries its area over
+            archive_depends = [d for d in p.spec.depends if _relation_name(d) not in own]
+            verdict = _audit(p.fetched, archive_depends, work)
             p.area, p.redistributable = verdict.area, verdict.redistributable
             p.reasons = verdict.redistributable_reasons + verdict.area_reasons
             p.clauses = [

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""DEP-8 test written by deepdeb: train an MLP on Fashion-MNIST for a bounded time."""
+"""DEP-8 test written by deepdeb: train a PyTorch MLP on Fashion-MNIST for a bounded time."""
 
 import gzip
 import json
@@ -96,8 +96,9 @@ result = {
     "steps": steps,
     "threads": torch.get_num_threads(),
     "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-    "torch": torch.__version__,
-    "torch_file": torch.__file__,
+    "framework": "torch",
+    "version": torch.__version__,
+    "module_file": torch.__file__,
 }
 print(json.dumps(result))
 if RESULT:
