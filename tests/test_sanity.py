@@ -257,3 +257,46 @@ def test_jax_example_installs_in_a_clean_root_and_learns(tmp_path: Path) -> None
     sanity = report["sanity"]["cpu"]
     assert sanity["passed"] and sanity["accuracy"] >= 0.85
     assert sanity["framework"] == "jax" and sanity["version"] == "0.4.38 (jaxlib 0.4.38)"
+
+
+TENSORFLOW_PACKAGES = {
+    "python3-tensorflow": "2.17.1-1",
+    "python3-absl": "2.5.1-1~deepdeb1",
+    "python3-flatbuffers": "25.12.19-1~deepdeb1",
+    "python3-gast": "0.7.0-1~deepdeb1",
+    "python3-h5py": "3.16.0-1~deepdeb1",
+    "python3-typing-extensions": "4.16.0-1~deepdeb1",
+    "python3-google-pasta": "0.2.0-1~deepdeb1",
+    "python3-libclang": "18.1.1-1~deepdeb1",
+    "python3-ml-dtypes": "0.4.1-1~deepdeb1",
+    "python3-opt-einsum": "3.4.0-1~deepdeb1",
+    "python3-tensorboard": "2.17.1-1~deepdeb1",
+    "python3-tensorboard-data-server": "0.7.2-1~deepdeb1",
+    "python3-keras": "3.15.1-1~deepdeb1",
+    "python3-namex": "0.1.0-1~deepdeb1",
+    "python3-optree": "0.20.0-1~deepdeb1",
+    "python3-tensorflow-io-gcs-filesystem": "0.37.1-1~deepdeb1",
+}
+
+
+@pytest.mark.slow
+def test_tensorflow_example_installs_in_a_clean_root_and_learns(tmp_path: Path) -> None:
+    """The bundled example: python3-tensorflow from the tensorflow-cpu 2.17.1 wheel (the
+    newest whose numpy bound bookworm's 1.24 meets), fifteen packages beside it, installed
+    by apt in a clean root with bookworm's numpy, protobuf and grpcio, a tf.keras MLP
+    trained for 60 s."""
+    if not _wheels_here("tensorflow-cpu==2.17.1"):
+        pytest.skip("the TensorFlow 2.17.1 wheel is not available to pip on this machine")
+    from deepdeb.cli import main
+
+    recipe = Path(__file__).parent.parent / "examples" / "tensorflow" / "recipe.toml"
+    assert main(["build", str(recipe), "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    versions = {p["package"]: p["version"] for p in report["packages"]}
+    assert versions == TENSORFLOW_PACKAGES
+    tf = next(p for p in report["packages"] if p["package"] == "python3-tensorflow")
+    # bookworm's numpy, under its epoch, below 2: the bound that chose this release
+    assert "python3-numpy (<< 1:2.0.0)" in tf["depends"]
+    sanity = report["sanity"]["cpu"]
+    assert sanity["passed"] and sanity["accuracy"] >= 0.85
+    assert sanity["framework"] == "tensorflow" and sanity["version"].startswith("2.17.1")
