@@ -326,7 +326,8 @@ def test_a_stack_on_a_cluster_builds_what_single_builds_build(
     assert set(workers.values()) <= {"w1", "w2"}
     assert workers[("test", "x86-64-v2")] == workers[("build", "x86-64-v2")]
     stacked_report = json.loads((stacked / "report.json").read_text())
-    assert stacked_report["build"]["x86-64-v2"]["tests_run"] is True
+    levels = {lv["level"]: lv for lv in stacked_report["levels"]}
+    assert levels["x86-64-v2"]["tests_run"] is True and levels["x86-64-v2"]["kept"]
     assert sorted((t["stage"], t["level"]) for t in rows["b-stock.toml"]["tasks"]) == [
         ("build", "x86-64"),
         ("finish", ""),
