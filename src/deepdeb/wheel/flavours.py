@@ -278,9 +278,16 @@ def pin_built(plans: list[Planned]) -> None:
 
 
 def _pinned(relation: str, versions: dict[str, str]) -> str:
-    exact = re.fullmatch(r"(\S+) \(= [^)]+\)", relation)
-    if exact and exact.group(1) in versions:
-        return f"{exact.group(1)} (= {versions[exact.group(1)]})"
+    """``==V`` reads as ``(= V)`` or as the range of V's Debian revisions
+    (``(>= V), (<< V.~)``, see :mod:`deepdeb.wheel.depends`); on a package built here,
+    either is the exact version built."""
+    exact = re.fullmatch(r"(\S+) \(= [^)]+\)", relation) or re.fullmatch(
+        r"(\S+) \(>= ([^)]+)\), \1 \(<< \2\.~\)|(\S+) \(<< ([^)]+)\.~\), \3 \(>= \4\)",
+        relation,
+    )
+    name = exact and (exact.group(1) or exact.group(3))
+    if name and name in versions:
+        return f"{name} (= {versions[name]})"
     return relation
 
 
