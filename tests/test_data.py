@@ -154,3 +154,11 @@ def test_bazel_names_map_to_debian_source_names() -> None:
     for name, source in bazel.items():
         assert re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", name), name
         assert re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", source), source  # Policy 5.6.1
+
+
+def test_the_licences_tensorflows_wheel_vendors_are_free() -> None:
+    """tensorflow-cpu's wheel carries curl's COPYING and ICU's data LICENSE (licensecheck
+    names them curl and Unicode-DFS-2016); unlisted, they made TensorFlow local-only."""
+    for spdx in ("curl", "Unicode-DFS-2016", "Unicode-3.0"):
+        assert classify(spdx)[0] == "free", spdx
+    assert classify("LicenseRef-not-in-the-table")[0] == "unknown"
