@@ -375,6 +375,32 @@ def test_a_level_whose_benchmark_crashes_is_dropped_and_named(tmp_path: Path) ->
     assert any(n.startswith("x86-64-v2: benchmark command failed") for n in report.notes)
 
 
+# v2 runs twice as fast as the baseline, but its first two timed runs are the slowest:
+# 3 wins of 5 is undecided, so 10 more rounds run, and 13 of 15 keep it.
+NOISY_START = (
+    'n=$(cat "$TMPDIR/n-$DEEPDEB_LEVEL" 2>/dev/null || echo 0); '
+    'echo $((n + 1)) > "$TMPDIR/n-$DEEPDEB_LEVEL"; '
+    "if [ $DEEPDEB_LEVEL = x86-64 ]; then sleep 0.2; "
+    "elif [ $n -ge 1 ] && [ $n -le 2 ]; then sleep 0.3; else sleep 0.1; fi"
+)
+
+
+def test_an_undecided_level_gets_more_rounds_and_is_decided_on_all(tmp_path: Path) -> None:
+    report = build(vecmath_recipe(tmp_path, NOISY_START), tmp_path / "out", levels=["x86-64-v2"])
+    base, v2 = report.levels
+    assert len(base.times) == len(v2.times) == 15  # repeat 5, then up to 3 x 5, paired
+    assert v2.kept and v2.faster_rounds == 13 and v2.p_value is not None
+    assert v2.p_value <= 0.025
+    assert any("10 more rounds run, decided on 15 at p <= 0.025" in n for n in report.notes)
+    # with max_repeat = repeat, the same start leaves it undecided: not kept
+    (tmp_path / "once").mkdir()
+    recipe = vecmath_recipe(tmp_path / "once", NOISY_START)
+    recipe.write_text(recipe.read_text().replace("repeat = 5", "repeat = 5\nmax_repeat = 5"))
+    once = build(recipe, tmp_path / "out-once", levels=["x86-64-v2"])
+    assert len(once.levels[1].times) == 5 and not once.levels[1].kept
+    assert "in only 3 of 5 rounds" in once.levels[1].reason
+
+
 def test_a_failing_baseline_benchmark_stops_the_build(tmp_path: Path) -> None:
     recipe = vecmath_recipe(tmp_path, "test $DEEPDEB_LEVEL != x86-64 || { echo boom >&2; exit 3; }")
     with pytest.raises(BenchmarkError, match=r"level x86-64 \(exit 3\)(.|\n)*boom"):

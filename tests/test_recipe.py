@@ -59,6 +59,11 @@ def test_good_recipe(tmp_path: Path) -> None:
         (GOOD.replace('"x86-64-v2"]', '"x86-64-v9"]'), 5, "levels: expected a list of levels"),
         (GOOD.replace("repeat = 3", "repeat = 0"), 11, "repeat: expected an integer >= 1"),
         (
+            GOOD.replace("repeat = 3", "repeat = 3\nmax_repeat = 2"),
+            12,
+            "[benchmark] max_repeat: 2 is fewer than repeat (3)",
+        ),
+        (
             GOOD.replace('profile = "-O3"', 'profile = "-O3 -march=native"'),
             7,
             "without -march/-mtune",

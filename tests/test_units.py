@@ -32,7 +32,16 @@ from deepdeb.isa.build import (
     flags_environment,
     level_flags,
 )
-from deepdeb.isa.measure import decide, round_order, rounds_needed, sign_test
+from deepdeb.isa.measure import (
+    ALPHA,
+    SECOND_LOOK_ALPHA,
+    decide,
+    look_alpha,
+    round_order,
+    rounds_needed,
+    sign_test,
+    undecided,
+)
 from deepdeb.isa.verify import (
     expected_file,
     hwcaps_mask_option,
@@ -245,6 +254,28 @@ def test_sign_test() -> None:
     wins, p = sign_test([1.0] * 15, [0.9] * 12 + [1.1] * 3)
     assert wins == 12 and p == pytest.approx(576 / 32768)
     assert rounds_needed(0.05) == 5 and rounds_needed(0.01) == 7
+
+
+def test_undecided_levels_gain_in_the_median_but_not_in_enough_rounds() -> None:
+    """v2 wins 3 rounds of 5 by 1.5x in the median: more rounds could decide it. v3 is
+    slower, v4 wins 5 of 5: both are decided. Then 15 rounds, held to the second look's
+    level: 12 of 15 keeps v2 (p=0.018 <= 0.025), 11 of 15 (p=0.059) does not."""
+    results = levels(BASELINE, "x86-64-v2", "x86-64-v3")
+    base = [3.0] * 5
+    v2, v3 = [2.0] * 3 + [4.0] * 2, [4.0] * 5
+    decide(results, {BASELINE: base, "x86-64-v2": v2, "x86-64-v3": v3}, 1.05)
+    assert [r.kept for r in results] == [True, False, False]
+    assert undecided(results, 1.05) == ["x86-64-v2"]
+    assert undecided(results, 2.0) == []  # 1.5x in the median is under this min_speedup
+    assert look_alpha(5, 5) == ALPHA and look_alpha(15, 5) == SECOND_LOOK_ALPHA == ALPHA / 2
+    for wins, kept in ((12, True), (11, False)):
+        again = levels(BASELINE, "x86-64-v2")
+        v2 = [2.0] * wins + [4.0] * (15 - wins)
+        decide(again, {BASELINE: [3.0] * 15, "x86-64-v2": v2}, 1.05, SECOND_LOOK_ALPHA)
+        assert again[1].kept is kept, wins
+    won = levels(BASELINE, "x86-64-v4")
+    decide(won, {BASELINE: base, "x86-64-v4": [2.0] * 5}, 1.05)
+    assert won[1].kept and undecided(won, 1.05) == []
 
 
 def test_decide_leaves_unmeasurable_levels_with_their_reason() -> None:

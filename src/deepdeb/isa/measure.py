@@ -242,7 +242,10 @@ def rounds_needed(alpha: float = ALPHA) -> int:
 
 
 def decide(
-    results: list[LevelResult], times: Mapping[str, list[float]], min_speedup: float
+    results: list[LevelResult],
+    times: Mapping[str, list[float]],
+    min_speedup: float,
+    alpha: float = ALPHA,
 ) -> None:
     """Fill in medians, speedups and the keep/drop verdict of every level, in place.
 
@@ -275,7 +278,7 @@ def decide(
         result.speedup = base.median / result.median
         result.gain_over_lower = result.speedup / (below.speedup or 1.0)
         result.faster_rounds, result.p_value = sign_test(base.times, result.times)
-        result.reason = _why_not(result, below, min_speedup)
+        result.reason = _why_not(result, below, min_speedup, alpha)
         if not result.reason:
             result.kept = True
             result.reason = (
@@ -285,7 +288,7 @@ def decide(
             below = result
 
 
-def _why_not(result: LevelResult, below: LevelResult, min_speedup: float) -> str:
+def _why_not(result: LevelResult, below: LevelResult, min_speedup: float, alpha: float) -> str:
     """Why a measured level is not kept, or "" if it is."""
     assert result.speedup is not None and result.gain_over_lower is not None
     n = len(result.times)
@@ -304,13 +307,40 @@ def _why_not(result: LevelResult, below: LevelResult, min_speedup: float) -> str
     wins, p = (result.faster_rounds or 0, result.p_value or 1.0)
     if below.level != BASELINE:
         wins, p = sign_test(below.times, result.times)
-    if p > ALPHA:
+    if p > alpha:
         than = "the baseline" if below.level == BASELINE else below.level
         return (
             f"{result.speedup:.2f}x in the median but faster than {than} in only {wins} of "
-            f"{n} rounds (sign test p={p:.2f} > {ALPHA:g}): not beyond the noise"
+            f"{n} rounds (sign test p={p:.2f} > {alpha:g}): not beyond the noise"
         )
     return ""
+
+
+def undecided(results: list[LevelResult], min_speedup: float) -> list[str]:
+    """The levels that gain enough in the median, over the baseline and over the kept
+    level below, but not yet in enough paired rounds: the ones more rounds could decide.
+    A level that is slower, or gains less than ``min_speedup``, is decided already."""
+    kept = [r for r in results if r.kept]
+    out = []
+    for r in results:
+        if r.kept or not r.measured or r.speedup is None or r.gain_over_lower is None:
+            continue
+        below = max((k for k in kept if rank(k.level) < rank(r.level)), key=lambda k: rank(k.level))
+        if min(r.speedup, r.speedup / (below.speedup or 1.0)) >= min_speedup:
+            out.append(r.level)
+    return out
+
+
+# The second look, after more rounds, is held to half the significance level: together
+# the two looks keep a level that is not faster at most ALPHA + ALPHA / 2 of the time,
+# and at the defaults (5 rounds, then 15) 0.031 + 0.018 = 0.049.
+SECOND_LOOK_ALPHA = ALPHA / 2
+
+
+def look_alpha(rounds: int, repeat: int) -> float:
+    """The significance level a decision on ``rounds`` rounds is held to: the first look's
+    when they are the benchmark's ``repeat``, the second look's when more were run."""
+    return SECOND_LOOK_ALPHA if rounds > repeat else ALPHA
 
 
 def plan_levels(

@@ -8,13 +8,14 @@ leaves the output directory as it was and keeps the scratch directory for its lo
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -37,16 +38,20 @@ from deepdeb.isa.build import (
     uses_dh,
 )
 from deepdeb.isa.measure import (
+    ALPHA,
+    SECOND_LOOK_ALPHA,
     Runtime,
     decide,
+    look_alpha,
     plan_levels,
     run_benchmarks,
+    undecided,
     unpack_runtime,
 )
 from deepdeb.isa.verify import run_lintian, verify_installed
 from deepdeb.licence import audit
 from deepdeb.licence.verdict import Verdict
-from deepdeb.recipe.model import STOCK, Isa, IsaRecipe, SourceRecipe
+from deepdeb.recipe.model import STOCK, Benchmark, Isa, IsaRecipe, SourceRecipe
 from deepdeb.report.schema import BuildReport, LevelResult, Reach
 from deepdeb.sources.fetch import SourcePackage, obtain, unpack
 from deepdeb.util import atomic_write_text, read_regular
@@ -464,23 +469,26 @@ def _measure(
     times: dict[str, list[float]] = {}
     spent: dict[str, float] = {}
     failed: dict[str, str] = {}
+    undecided_before = copy.deepcopy(results)
     if bench is not None and len(runtimes) > 1:
-        with _progress(console) as progress:
-            total = (bench.warmup + bench.repeat) * len(runtimes)
-            task = progress.add_task("benchmark", total=total, level="measure")
-
-            def tick(level: str, done: int, rounds: int) -> None:
-                progress.update(task, advance=1, description=f"{bench.command} [{level}]")
-
-            times = run_benchmarks(
-                bench, runtimes, recipe.directory, work / "bench-tmp", tick, spent=spent,
-                failed=failed,
-            )  # fmt: skip
-    for result in results:
-        if result.level in failed:
-            result.reason = "dropped: its benchmark failed; " + failed[result.level]
-            notes.append(f"{result.level}: {failed[result.level].splitlines()[0]}")
+        times = _timed(bench, runtimes, recipe, work, console, spent, failed)
+    _drop_failed(results, failed, notes)
     decide(results, times, isa.min_speedup)
+    more = undecided(results, isa.min_speedup) if bench is not None else []
+    if bench is not None and more and bench.most_rounds > bench.repeat:
+        # Every measured level runs the extra rounds, so that rounds stay paired.
+        extra = replace(bench, repeat=bench.most_rounds - bench.repeat, warmup=0)
+        again = {level: runtimes[level] for level in times}
+        added = _timed(extra, again, recipe, work, console, spent, failed)
+        times = {level: times[level] + added[level] for level in added}
+        notes.append(
+            f"{', '.join(more)}: faster in the median but not in enough of "
+            f"{bench.repeat} rounds; {extra.repeat} more rounds run, decided on "
+            f"{bench.most_rounds} at p <= {SECOND_LOOK_ALPHA:g}"
+        )
+        results = undecided_before
+        _drop_failed(results, failed, notes)
+        decide(results, times, isa.min_speedup, look_alpha(bench.most_rounds, bench.repeat))
     report = BuildReport(
         recipe=recipe.path,
         source_name=package.name,
@@ -494,6 +502,39 @@ def _measure(
         notes=notes,
     )
     return report, times, spent
+
+
+def _timed(
+    bench: Benchmark,
+    runtimes: dict[str, Runtime],
+    recipe: SourceRecipe,
+    work: Path,
+    console: Console,
+    spent: dict[str, float],
+    failed: dict[str, str],
+) -> dict[str, list[float]]:
+    """The benchmark's interleaved rounds over ``runtimes``, with a progress bar."""
+    with _progress(console) as progress:
+        total = (bench.warmup + bench.repeat) * len(runtimes)
+        task = progress.add_task("benchmark", total=total, level="measure")
+
+        def tick(level: str, done: int, rounds: int) -> None:
+            progress.update(task, advance=1, description=f"{bench.command} [{level}]")
+
+        return run_benchmarks(
+            bench, runtimes, recipe.directory, work / "bench-tmp", tick, spent=spent,
+            failed=failed,
+        )  # fmt: skip
+
+
+def _drop_failed(results: list[LevelResult], failed: dict[str, str], notes: list[str]) -> None:
+    """Levels whose benchmark failed are dropped, with the error, and named in the notes."""
+    for result in results:
+        if result.level in failed and not result.reason.startswith("dropped: its benchmark"):
+            result.reason = "dropped: its benchmark failed; " + failed[result.level]
+            note = f"{result.level}: {failed[result.level].splitlines()[0]}"
+            if note not in notes:
+                notes.append(note)
 
 
 def _build_options() -> list[str]:
@@ -526,7 +567,10 @@ def run_kept_tests(
             if tested.tests_run and not tested.tests_passed:
                 result.tests_passed = False
                 result.reason = tested.failure or "the package's tests fail at this level"
-        decide(report.levels, times, report.isa.min_speedup)
+        alpha = ALPHA
+        if report.benchmark is not None:
+            alpha = look_alpha(len(times.get(BASELINE, [])), report.benchmark.repeat)
+        decide(report.levels, times, report.isa.min_speedup, alpha)
     for result in report.levels:
         variant = variants.get(result.level)
         if variant is not None and variant.built and not variant.tests_run:

@@ -214,6 +214,7 @@ _SCHEMA: dict[str, dict[str, _Check]] = {
     "benchmark": {
         "command": _is_str,
         "repeat": _is_repeat,
+        "max_repeat": _is_repeat,
         "warmup": _is_count,
         "timeout": _is_seconds,
     },
@@ -454,7 +455,15 @@ def _isa_recipe(common: SourceRecipe, data: dict[str, Any], fail: _Fail) -> Sour
         repeat=bench.get("repeat", Benchmark.repeat),
         warmup=bench.get("warmup", Benchmark.warmup),
         timeout=float(bench.get("timeout", Benchmark.timeout)),
+        max_repeat=bench.get("max_repeat"),
     )
+    if benchmark.max_repeat is not None and benchmark.max_repeat < benchmark.repeat:
+        raise fail(
+            f"[benchmark] max_repeat: {benchmark.max_repeat} is fewer than repeat "
+            f"({benchmark.repeat})",
+            "benchmark",
+            "max_repeat",
+        )
     return IsaRecipe(**_fields(common), isa=isa, benchmark=benchmark)
 
 

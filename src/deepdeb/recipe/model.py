@@ -74,6 +74,14 @@ class Benchmark:
     repeat: int = 5
     warmup: int = 1
     timeout: float = 600.0
+    # Rounds in all when a level gains in the median but not yet in enough rounds (see
+    # deepdeb.isa.measure.undecided); None: three times ``repeat``; ``repeat``: never more.
+    max_repeat: int | None = None
+
+    @property
+    def most_rounds(self) -> int:
+        """The rounds a measurement may grow to."""
+        return max(self.repeat, self.max_repeat or 3 * self.repeat)
 
 
 @dataclass(frozen=True)
