@@ -157,3 +157,35 @@ def test_a_pin_for_a_requirement_the_recipe_does_not_package_is_a_recipe_error(
         RecipeError, match=r"recipe\.toml:4: \[python\] versions: expected .*one release"
     ):
         load_recipe(path)
+
+
+def test_a_packaged_requirement_that_needs_the_frameworks_library_depends_on_it(
+    index: Path, tmp_path: Path
+) -> None:
+    """tensorflow-io-gcs-filesystem's plugin needs libtensorflow_framework.so.2, which
+    python3-tensorflow ships: dpkg-shlibdeps finds it in the package built before it, and
+    the plugin's package depends on that package at the version built."""
+    from wheelmaker import compile_so
+
+    tag = "cp311-cp311-manylinux_2_17_x86_64"
+    build = tmp_path / "so"
+    build.mkdir()
+    core = compile_so(build, "libddcore.so.2", "int ddcore(void) { return 2; }\n",
+                      ("-Wl,-soname,libddcore.so.2",))  # fmt: skip
+    code = "int ddcore(void);\nint plug(void) { return ddcore(); }\n"
+    plugin = compile_so(build, "libddplug.so", code, (f"-L{build}", "-l:libddcore.so.2"))
+    files = {"ddfx_plug/__init__.py": b"", "ddfx_plug/libddplug.so": plugin}
+    make_wheel(index, "ddfx-plug", "0.3", files, tag=tag)
+    app = make_wheel(tmp_path / "dist", "ddfx-core", "2.0",
+                     {"ddfx_core/__init__.py": b"", "ddfx_core/libddcore.so.2": core},
+                     requires=("ddfx-plug>=0.3",), tag=tag)  # fmt: skip
+    path = tmp_path / "recipe.toml"
+    path.write_text(f'[source]\nwheel = "{app}"\n\n[python.requires]\nddfx-plug = "package"\n')
+    recipe = load_recipe(path)
+    assert isinstance(recipe, WheelRecipe)
+    report = _build(recipe, tmp_path / "out")
+    files = {p["package"]: p["file"] for p in report["packages"]}
+    plug = control(tmp_path / "out" / files["python3-ddfx-plug"])
+    assert "python3-ddfx-core (= 2.0-1)" in plug["Depends"].split(", ")
+    core_fields = control(tmp_path / "out" / files["python3-ddfx-core"])
+    assert "python3-ddfx-plug (>= 0.3)" in core_fields["Depends"]

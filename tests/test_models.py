@@ -22,6 +22,7 @@ from deepdeb.licence.audit import audit_target, audit_wheel
 from deepdeb.licence.models import (
     find_artifacts,
     find_runtime_downloads,
+    is_test_fixture,
     read_card,
     sniff,
     verdicts,
@@ -292,3 +293,54 @@ def test_runtime_downloads_skip_comments_and_definitions(tmp_path: Path) -> None
     )
     found = find_runtime_downloads(tmp_path)
     assert [(d.path, d.line, d.call) for d in found] == [("hub.py", 4, "get_file")]
+
+
+def test_a_wheels_test_data_is_not_a_model_and_weights_take_its_declared_licence(
+    tmp_path: Path,
+) -> None:
+    """h5py ships HDF5 files of a few KiB in h5py/tests/: fixtures of its code, not models
+    (they made h5py local-only). Weights of real size elsewhere, with no card, are under
+    the licence the wheel's METADATA declares (the wheel's licence files are elsewhere),
+    and still ToxicCandy: nothing says what they were trained on."""
+    small, big = tmp_path / "small.h5", tmp_path / "big.h5"
+    hdf5(small)
+    big.write_bytes(small.read_bytes() + b"\0" * (2 << 20))
+    wheel = make_wheel(
+        tmp_path,
+        "h5ish",
+        "1.0",
+        {
+            "h5ish/__init__.py": b"",
+            "h5ish/tests/data_files/fixture.h5": small.read_bytes(),
+            "h5ish/tests/data_files/weights.h5": big.read_bytes(),
+        },
+        license_expression="BSD-3-Clause",
+    )
+    verdict = audit_wheel(wheel, tmp_path / "unpacked")
+    (model,) = verdict.ml  # the 2 MiB file, not the 64-byte fixture
+    assert model.name == "h5ish/tests/data_files/weights.h5"
+    assert (model.license, model.category) == ("BSD-3-Clause", "ToxicCandy")
+    assert model.evidence == ["no licence in a card: the package declares BSD-3-Clause"]
+    assert is_test_fixture("h5py/tests/data_files/x.h5", 13792)
+    assert not is_test_fixture("h5py/tests/data_files/x.h5", 2 << 20)
+    assert not is_test_fixture("models/x.h5", 100)
+
+
+def test_a_wheels_metadata_field_beats_licensecheck_reading_its_description(
+    tmp_path: Path,
+) -> None:
+    """absl-py's METADATA declares License-Expression: Apache-2.0, and its long
+    description says "the Apache license", which licensecheck reads as "Apache" (no
+    version): unknown, and absl-py became local-only. The field says what it is."""
+    wheel = make_wheel(
+        tmp_path,
+        "abslish",
+        "1.0",
+        {"abslish/__init__.py": b""},
+        license_expression="Apache-2.0",
+        description="The library is licensed under the terms of the Apache license.\n",
+    )
+    verdict = audit_wheel(wheel, tmp_path / "unpacked")
+    metadata = next(f for f in verdict.files if f.path.endswith(".dist-info/METADATA"))
+    assert (metadata.spdx, metadata.source) == ("Apache-2.0", "metadata")
+    assert verdict.redistributable and verdict.area == "main"

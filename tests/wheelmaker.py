@@ -31,10 +31,11 @@ def make_wheel(
         "LICENSE",
         b"MIT License\n\nPermission is hereby granted...\n",
     ),
+    description: str = "",
 ) -> Path:
     """Write ``<name>-<version>-<tag>.whl`` into ``dest``; ``tamper`` names a file whose
     content is changed after RECORD was written; ``license_file`` is the name and text of
-    the licence in ``.dist-info/licenses/``."""
+    the licence in ``.dist-info/licenses/``; ``description`` the METADATA's body."""
     dist = f"{name.replace('-', '_')}-{version}.dist-info"  # escaped, as real wheels name it
     purelib = tag.endswith("-none-any")
     meta = [
@@ -47,7 +48,8 @@ def make_wheel(
         *(f"Requires-Dist: {r}" for r in requires),
     ]
     members = dict(files)
-    members[f"{dist}/METADATA"] = ("\n".join(meta) + "\n").encode()
+    body = f"\n{description}" if description else ""
+    members[f"{dist}/METADATA"] = ("\n".join(meta) + "\n" + body).encode()
     members[f"{dist}/WHEEL"] = (
         f"Wheel-Version: 1.0\nGenerator: deepdeb-tests\nRoot-Is-Purelib: {str(purelib).lower()}\n"
         f"Tag: {tag}\n"

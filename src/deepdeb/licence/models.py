@@ -167,16 +167,35 @@ def _idx(path: Path) -> bool:
 def find_artifacts(tree: Path, files: Sequence[Finding] = ()) -> list[Artifact]:
     """Every model and dataset file under ``tree`` (a SavedModel counts once, as its
     directory), with the licence and training data its nearest card states. Where no card
-    states a licence, the file's licence as the audit found it (``files``) stands: the
-    weights are then covered by the code's licence, but nothing says what they were
-    trained on."""
-    found = _walk(tree)
+    states a licence, the file's licence as the audit found it (``files``) stands, or
+    else what the wheel's METADATA declares: the weights are then covered by the code's
+    licence, but nothing says what they were trained on. A package's own small test
+    files (:func:`is_test_fixture`) are not models or datasets, and are left out."""
+    found = [a for a in _walk(tree) if not is_test_fixture(a.path, a.size)]
     licences = {f.path: f.spdx for f in files}
+    declared = next(
+        (f.spdx for f in files if f.spdx and f.path.endswith(".dist-info/METADATA")), None
+    )
     for art in found:
         if art.license is None and licences.get(art.path):
             art.license = licences[art.path]
             art.evidence.append(f"no licence in a card: the audit found {art.license}")
+        elif art.license is None and declared:
+            art.license = declared
+            art.evidence.append(f"no licence in a card: the package declares {declared}")
     return found
+
+
+# A test suite's data files (h5py ships HDF5 files of a few KiB in h5py/tests/) are
+# fixtures of the code, under its licence; weights of real size are judged wherever
+# they are.
+_TEST_DIRS = frozenset({"tests", "test", "testing", "testdata", "test_data"})
+TEST_FIXTURE_BYTES = 1 << 20
+
+
+def is_test_fixture(path: str, size: int) -> bool:
+    """Whether an artifact is a small file in a test directory."""
+    return size <= TEST_FIXTURE_BYTES and any(part in _TEST_DIRS for part in Path(path).parts[:-1])
 
 
 def _walk(tree: Path) -> list[Artifact]:

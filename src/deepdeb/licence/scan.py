@@ -294,6 +294,11 @@ def _resolve(root: Path, rel: str, expr: str | None, declared: _Declared) -> tup
     what the package as a whole declares."""
     if licence_role(rel) == DECLARATION and (text := _fingerprint(root, rel)):
         return text, "fingerprint"
+    # A wheel's METADATA says its licence in a field (License-Expression: Apache-2.0);
+    # licensecheck reads the long description under it ("the Apache license": Apache).
+    own = [e for e, where in declared.package_wide if where == rel]
+    if own and rel.endswith(".dist-info/METADATA"):
+        return own[0], "metadata"
     if expr is not None:
         return expr, "licensecheck"
     if expr := _fingerprint(root, rel):

@@ -75,6 +75,25 @@ class WheelPackage:
     scripts: list[str] = field(default_factory=list)
     not_compiled: list[str] = field(default_factory=list)  # newer-Python syntax: left as .py
     seconds: float = 0.0
+    # soname (or file name) -> the directory holding it: for the recipe's other packages
+    libraries: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """A library another package of the same recipe ships (tensorflow-io-gcs-filesystem's
+    plugin needs python3-tensorflow's ``libtensorflow_framework.so.2``)."""
+
+    package: str
+    version: str
+    directory: Path
+
+
+def sibling_needs(elves: list[Path], own: set[str], siblings: dict[str, Sibling]) -> list[Sibling]:
+    """The siblings that provide what these ELF files need and the package lacks."""
+    needed = {n for path in elves for n in read_elf(path).needed} - own
+    found = {siblings[n] for n in needed if n in siblings}
+    return sorted(found, key=lambda s: (s.package, str(s.directory)))
 
 
 def wheel_epoch(wheel: Wheel) -> int:
@@ -229,12 +248,15 @@ def bundled_sonames(elves: list[Path]) -> list[str]:
     return sorted(found)
 
 
-def shlibs_depends(root: Path, elves: list[Path], package: str, work: Path) -> str:
+def shlibs_depends(
+    root: Path, elves: list[Path], package: str, work: Path, also: list[Path] | None = None
+) -> str:
     """dpkg-shlibdeps over every ELF file; the package's own libraries satisfy themselves.
 
     The directories holding bundled libraries are passed with ``-l`` so dpkg-shlibdeps
     resolves those NEEDED entries inside the package (no dependency), and only system
-    sonames turn into Depends.
+    sonames turn into Depends. ``also``: directories of the recipe's other packages, whose
+    libraries some of these files need (the caller depends on those packages itself).
     """
     if not elves:
         return ""
@@ -250,6 +272,7 @@ def shlibs_depends(root: Path, elves: list[Path], package: str, work: Path) -> s
         shutil.rmtree(tree)
     tree.symlink_to(root.resolve())
     libdirs = sorted({str(p.parent) for p in elves if ".so" in p.name})
+    libdirs += [str(d) for d in also or [] if str(d) not in libdirs]
     cmd = ["dpkg-shlibdeps", "-O", f"-T{scratch / 'substvars'}", "--ignore-missing-info"]
     cmd += [f"-l{d}" for d in libdirs]
     proc = run([*cmd, *map(str, elves)], cwd=scratch, check=False)
@@ -259,8 +282,16 @@ def shlibs_depends(root: Path, elves: list[Path], package: str, work: Path) -> s
     return match.group(1).strip() if match else ""
 
 
-def build_package(wheel: Wheel, spec: PackageSpec, work: Path, dest: Path) -> WheelPackage:
-    """Lay the wheel out as a Debian package and build the .deb into ``dest``."""
+def build_package(
+    wheel: Wheel,
+    spec: PackageSpec,
+    work: Path,
+    dest: Path,
+    siblings: dict[str, Sibling] | None = None,
+) -> WheelPackage:
+    """Lay the wheel out as a Debian package and build the .deb into ``dest``.
+    ``siblings``: the libraries of the recipe's packages built before this one; one that
+    this package needs makes it depend on that package, at the version built."""
     start = time.monotonic()
     if not PACKAGE_NAME.fullmatch(spec.package) or not re.fullmatch(
         r"[A-Za-z0-9.+~:-]+", spec.version
@@ -280,8 +311,14 @@ def build_package(wheel: Wheel, spec: PackageSpec, work: Path, dest: Path) -> Wh
     epoch = wheel_epoch(wheel)
     _write_docs(wheel, spec, root, epoch)
     elves = list(elf_files(root))
-    shlibs = shlibs_depends(root, elves, spec.package, work)
+    own = bundled_sonames(elves)
+    others = sibling_needs(elves, set(own), siblings or {})
+    shlibs = shlibs_depends(root, elves, spec.package, work, [s.directory for s in others])
     depends = [*python_relations(wheel), *spec.depends]
+    for sib in dict.fromkeys((s.package, s.version) for s in others):
+        relation = f"{sib[0]} (= {sib[1]})"
+        if relation not in depends:
+            depends.append(relation)
     if shlibs:
         depends.append(shlibs)
     summary = str(wheel.metadata.get("Summary") or wheel.name).strip().rstrip(".")
@@ -318,12 +355,25 @@ def build_package(wheel: Wheel, spec: PackageSpec, work: Path, dest: Path) -> Wh
     return WheelPackage(
         deb=deb,
         dropped=dropped,
-        bundled_sonames=bundled_sonames(elves),
+        bundled_sonames=own,
         shlibs_depends=shlibs,
         scripts=scripts,
         not_compiled=skipped,
         seconds=time.monotonic() - start,
+        libraries=_libraries(elves),
     )
+
+
+def _libraries(elves: list[Path]) -> dict[str, Path]:
+    """Each shared library's soname and file name, with its directory."""
+    found: dict[str, Path] = {}
+    for path in elves:
+        info = read_elf(path)
+        if info.is_shared_library:
+            for name in (info.soname, path.name):
+                if name:
+                    found.setdefault(name, path.parent)
+    return found
 
 
 def _installer(root: Path, wheel: Wheel) -> None:

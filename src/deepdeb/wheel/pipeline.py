@@ -25,7 +25,7 @@ from deepdeb.report.schema import (
 from deepdeb.sources.wheels import Fetched
 from deepdeb.util import atomic_write_text
 from deepdeb.wheel.flavours import Planned, follow_packaged_areas, mark_local, plan
-from deepdeb.wheel.package import WheelPackage, build_package
+from deepdeb.wheel.package import Sibling, WheelPackage, build_package
 from deepdeb.wheel.sanity import run_sanity
 
 
@@ -90,10 +90,14 @@ def run_wheel_build(recipe: WheelRecipe, out: Path, console: Console) -> WheelRe
             ]  # fmt: skip
         follow_packaged_areas(plans)
         mark_local(plans)
+        siblings: dict[str, Sibling] = {}
         for p in plans:
             with console.status(f"building {p.spec.package} {p.spec.version} ..."):
-                built.append((p, build_package(p.wheel, p.spec, work / "pkg", staging)))
-            console.print(f"built {built[-1][1].deb.file.name} in {built[-1][1].seconds:.0f} s")
+                made = build_package(p.wheel, p.spec, work / "pkg", staging, siblings)
+            built.append((p, made))
+            for name, directory in made.libraries.items():
+                siblings.setdefault(name, Sibling(p.spec.package, p.spec.version, directory))
+            console.print(f"built {made.deb.file.name} in {made.seconds:.0f} s")
         report = _report(recipe, built, time.monotonic() - start)
         if recipe.sanity is not None:
             report.sanity = _sanity(recipe, built, work, console)
