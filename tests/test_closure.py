@@ -174,8 +174,8 @@ def test_a_packaged_requirement_that_needs_the_frameworks_library_depends_on_it(
                       ("-Wl,-soname,libddcore.so.2",))  # fmt: skip
     code = "int ddcore(void);\nint plug(void) { return ddcore(); }\n"
     plugin = compile_so(build, "libddplug.so", code, (f"-L{build}", "-l:libddcore.so.2"))
-    files = {"ddfx_plug/__init__.py": b"", "ddfx_plug/libddplug.so": plugin}
-    make_wheel(index, "ddfx-plug", "0.3", files, tag=tag)
+    members = {"ddfx_plug/__init__.py": b"", "ddfx_plug/libddplug.so": plugin}
+    make_wheel(index, "ddfx-plug", "0.3", members, tag=tag)
     app = make_wheel(tmp_path / "dist", "ddfx-core", "2.0",
                      {"ddfx_core/__init__.py": b"", "ddfx_core/libddcore.so.2": core},
                      requires=("ddfx-plug>=0.3",), tag=tag)  # fmt: skip
