@@ -164,7 +164,9 @@ def test_a_packaged_requirement_that_needs_the_frameworks_library_depends_on_it(
 ) -> None:
     """tensorflow-io-gcs-filesystem's plugin needs libtensorflow_framework.so.2, which
     python3-tensorflow ships: dpkg-shlibdeps finds it in the package built before it, and
-    the plugin's package depends on that package at the version built."""
+    the plugin's package depends on that package at the version built. A script both
+    wheels declare is installed by the package whose wheel holds its module only (dpkg
+    would refuse the second)."""
     from wheelmaker import compile_so
 
     tag = "cp311-cp311-manylinux_2_17_x86_64"
@@ -175,10 +177,13 @@ def test_a_packaged_requirement_that_needs_the_frameworks_library_depends_on_it(
     code = "int ddcore(void);\nint plug(void) { return ddcore(); }\n"
     plugin = compile_so(build, "libddplug.so", code, (f"-L{build}", "-l:libddcore.so.2"))
     members = {"ddfx_plug/__init__.py": b"", "ddfx_plug/libddplug.so": plugin}
-    make_wheel(index, "ddfx-plug", "0.3", members, tag=tag)
+    members["ddfx_plug/cli.py"] = b"def main():\n    return 0\n"
+    # both declare the script; its module is the plugin's (tensorflow and tensorboard)
+    script = "[console_scripts]\nddplug = ddfx_plug.cli:main\n"
+    make_wheel(index, "ddfx-plug", "0.3", members, tag=tag, entry_points=script)
     app = make_wheel(tmp_path / "dist", "ddfx-core", "2.0",
                      {"ddfx_core/__init__.py": b"", "ddfx_core/libddcore.so.2": core},
-                     requires=("ddfx-plug>=0.3",), tag=tag)  # fmt: skip
+                     requires=("ddfx-plug>=0.3",), tag=tag, entry_points=script)  # fmt: skip
     path = tmp_path / "recipe.toml"
     path.write_text(f'[source]\nwheel = "{app}"\n\n[python.requires]\nddfx-plug = "package"\n')
     recipe = load_recipe(path)
@@ -189,3 +194,5 @@ def test_a_packaged_requirement_that_needs_the_frameworks_library_depends_on_it(
     assert "python3-ddfx-core (= 2.0-1)" in plug["Depends"].split(", ")
     core_fields = control(tmp_path / "out" / files["python3-ddfx-core"])
     assert "python3-ddfx-plug (>= 0.3)" in core_fields["Depends"]
+    scripts = {p["package"]: p["scripts"] for p in report["packages"]}
+    assert (scripts["python3-ddfx-core"], scripts["python3-ddfx-plug"]) == ([], ["ddplug"])

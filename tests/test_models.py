@@ -344,3 +344,33 @@ def test_a_wheels_metadata_field_beats_licensecheck_reading_its_description(
     metadata = next(f for f in verdict.files if f.path.endswith(".dist-info/METADATA"))
     assert (metadata.spdx, metadata.source) == ("Apache-2.0", "metadata")
     assert verdict.redistributable and verdict.area == "main"
+
+
+def test_a_metadata_without_a_licence_field_takes_its_licence_files(tmp_path: Path) -> None:
+    """namex's METADATA names only its License-File, tensorflow-io's has only a classifier:
+    the licence file in the .dist-info says what they are, not "unknown" (which made both
+    local-only)."""
+    mit = (
+        "MIT License\n\nCopyright (c) 2026 deepdeb test suite\n\n"
+        "Permission is hereby granted, free of charge, to any person obtaining a copy of this "
+        'software and associated documentation files (the "Software"), to deal in the '
+        "Software without restriction, including without limitation the rights to use, copy, "
+        "modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, "
+        "and to permit persons to whom the Software is furnished to do so, subject to the "
+        "following conditions:\n\nThe above copyright notice and this permission notice "
+        "shall be included in all copies or substantial portions of the Software.\n\n"
+        'THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, '
+        "INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A "
+        "PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT "
+        "HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF "
+        "CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE "
+        "OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.\n"
+    )
+    wheel = make_wheel(
+        tmp_path, "namexish", "1.0", {"namexish/__init__.py": b""}, license_expression="",
+        license_file=("LICENSE", mit.encode()),
+    )  # fmt: skip
+    verdict = audit_wheel(wheel, tmp_path / "unpacked")
+    metadata = next(f for f in verdict.files if f.path.endswith(".dist-info/METADATA"))
+    assert (metadata.spdx, metadata.source) == ("MIT", "license-file")
+    assert verdict.redistributable and verdict.area == "main"

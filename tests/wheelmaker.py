@@ -43,7 +43,7 @@ def make_wheel(
         f"Name: {name}",
         f"Version: {version}",
         f"Summary: {name}, a test wheel for deepdeb",
-        f"License-Expression: {license_expression}",
+        *([f"License-Expression: {license_expression}"] if license_expression else []),
         "Author-email: deepdeb test suite <deepdeb@example.org>",
         *(f"Requires-Dist: {r}" for r in requires),
     ]

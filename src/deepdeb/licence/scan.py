@@ -288,17 +288,30 @@ def _declarations(
     return declared
 
 
+def _metadata_says(rel: str, declared: _Declared) -> tuple[str, str] | None:
+    """A wheel's METADATA: the licence its field declares (``License-Expression:
+    Apache-2.0``), not licensecheck's reading of the long description under it ("the
+    Apache license": Apache); with no field (namex names only its License-File;
+    tensorflow-io's says "Apache Software License" in a classifier), the licence files
+    of its .dist-info."""
+    own = [e for e, where in declared.package_wide if where == rel]
+    if own:
+        return own[0], "metadata"
+    info = os.path.dirname(rel)
+    for directory in (info, f"{info}/licenses"):
+        if directory in declared.directories:
+            return declared.directories[directory], "license-file"
+    return None
+
+
 def _resolve(root: Path, rel: str, expr: str | None, declared: _Declared) -> tuple[str | None, str]:
     """A file's licence and who says so, in order of trust: a known licence text, the
     file's own header, the maintainer's DEP-5, the nearest licence file above it, and last
     what the package as a whole declares."""
     if licence_role(rel) == DECLARATION and (text := _fingerprint(root, rel)):
         return text, "fingerprint"
-    # A wheel's METADATA says its licence in a field (License-Expression: Apache-2.0);
-    # licensecheck reads the long description under it ("the Apache license": Apache).
-    own = [e for e, where in declared.package_wide if where == rel]
-    if own and rel.endswith(".dist-info/METADATA"):
-        return own[0], "metadata"
+    if rel.endswith(".dist-info/METADATA") and (said := _metadata_says(rel, declared)):
+        return said
     if expr is not None:
         return expr, "licensecheck"
     if expr := _fingerprint(root, rel):

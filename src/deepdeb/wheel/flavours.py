@@ -140,7 +140,39 @@ def plan(recipe: WheelRecipe) -> list[Planned]:
     check_replacements([r for r in closure.replacing if r[1] in closure.in_archive])
     planned = [*plans, *closure.packaged.values()]
     pin_built(planned)
+    assign_scripts(planned)
     return planned
+
+
+def assign_scripts(plans: list[Planned]) -> None:
+    """An entry-point script two packages of the recipe would both install (dpkg refuses
+    the second) goes to the package whose wheel holds the module it runs: tensorflow
+    declares ``tensorboard = tensorboard.main:run_main``, which python3-tensorboard
+    ships. Flavours of one framework conflict with each other, so they may share names."""
+    owners: dict[str, list[Planned]] = {}
+    for p in plans:
+        for group in ("console_scripts", "gui_scripts"):
+            for name in p.wheel.entry_points.get(group, {}):
+                owners.setdefault(name, []).append(p)
+    for name, claimants in owners.items():
+        keeper = next((p for p in claimants if _holds(p.wheel, name)), None)
+        if keeper is None or len({_group(p) for p in claimants}) < 2:
+            continue
+        for p in claimants:
+            if _group(p) != _group(keeper):
+                p.spec = replace(p.spec, skip_scripts=(*p.spec.skip_scripts, name))
+
+
+def _group(p: Planned) -> str:
+    """Packages that are never installed together (a framework's flavours) are one."""
+    return " flavours" if p.flavor is not None else p.spec.package
+
+
+def _holds(wheel: Wheel, script: str) -> bool:
+    """Whether a wheel ships the top-level module its entry point ``script`` runs."""
+    targets = [g[script] for g in wheel.entry_points.values() if script in g]
+    top = targets[0].split(":")[0].split(".")[0] if targets else ""
+    return bool(top) and any(m.split("/")[0] in (top, f"{top}.py") for m in wheel.record)
 
 
 def _plan_flavour(

@@ -59,6 +59,9 @@ class PackageSpec:
     depends: tuple[str, ...] = ()  # relations from Requires-Dist, already decided
     bundled: tuple[Wheel, ...] = ()  # dependency wheels shipped inside this package
     drop: tuple[str, ...] = ()  # wheel paths (globs) to leave out
+    # entry-point scripts another package of the recipe owns (tensorflow declares
+    # tensorboard's, whose module is in the tensorboard wheel)
+    skip_scripts: tuple[str, ...] = ()
     maintainer: str = MAINTAINER
     section: str = "python"
     compress: tuple[str, ...] = ("-Zxz", "-z6")
@@ -133,12 +136,12 @@ def relation_for(dep: Dependency, choice: str | None) -> str | None:
     return dep.relation()
 
 
-def _write_scripts(wheel: Wheel, root: Path) -> list[str]:
+def _write_scripts(wheel: Wheel, root: Path, skip: tuple[str, ...] = ()) -> list[str]:
     made = []
     for group in ("console_scripts", "gui_scripts"):
         for name, target in wheel.entry_points.get(group, {}).items():
             script = root / "usr/bin" / name
-            if script.exists():
+            if script.exists() or name in skip:
                 continue
             script.parent.mkdir(parents=True, exist_ok=True)
             script.write_text(entry_point_script(target))
@@ -307,7 +310,7 @@ def build_package(
         extract(other, root)
         _installer(root, other)
     _installer(root, wheel)
-    scripts = _write_scripts(wheel, root)
+    scripts = _write_scripts(wheel, root, spec.skip_scripts)
     epoch = wheel_epoch(wheel)
     _write_docs(wheel, spec, root, epoch)
     elves = list(elf_files(root))
