@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -123,3 +124,13 @@ def quick_build(tmp_path_factory: pytest.TempPathFactory) -> BuildReport:
     """The gaining fixture at x86-64-v2 only (every host runs it): the fast suite's whole
     pipeline, from build to the loader's checks on an installed root."""
     return build("vecmath.toml", tmp_path_factory.mktemp("vecmath-v2"), levels=["x86-64-v2"])
+
+
+def pypi_reachable() -> bool:
+    """Whether pypi.org answers: the live tests (marked slow) probe it when they run, not
+    when they are collected, so a deselected test touches no network."""
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError:
+        return False
+    return True

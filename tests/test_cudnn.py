@@ -16,13 +16,12 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, contents, control, in_root, installed_root
+from conftest import FIXTURES, contents, control, in_root, installed_root, pypi_reachable
 from debian.deb822 import Deb822
 from rich.console import Console
 from wheelmaker import compile_so, make_wheel
@@ -340,14 +339,6 @@ def test_clause_rules_schema() -> None:
     assert effects == set(clauses.EFFECTS)  # every effect the code decides on has a rule
 
 
-def _pypi_reachable() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.mark.slow  # reaches PyPI, as the suite's other network tests (the fast suite is offline)
 def test_live_the_real_cudnn_licence_is_local_only(tmp_path: Path) -> None:
     """The licence evidence of nvidia-cudnn-cu12 9.20.0.48 (the cuDNN PyTorch 2.13.0
@@ -355,7 +346,7 @@ def test_live_the_real_cudnn_licence_is_local_only(tmp_path: Path) -> None:
     reachability probe runs here, not at collection: a deselected test touches nothing."""
     from deepdeb.wheel import pypi
 
-    if not _pypi_reachable():
+    if not pypi_reachable():
         pytest.skip("pypi.org cannot be reached from here")
 
     (release,) = [

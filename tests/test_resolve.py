@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import zipfile
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from conftest import pypi_reachable
 from packaging.requirements import Requirement
 from packaging.version import Version
 from wheelmaker import make_wheel
@@ -471,19 +471,11 @@ def test_resolve_command_prints_json_and_a_table(
 # --- live: the real PyPI and apt, small and fast -------------------------------------------
 
 
-def _pypi_reachable() -> bool:
-    try:
-        socket.create_connection(("pypi.org", 443), timeout=5).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.mark.slow  # reaches PyPI, as the suite's other network tests (the fast suite is offline)
 def test_live_numpy_1_26_is_a_conflict_and_google_pasta_fits() -> None:
     """Against the real PyPI (pages cached under deepdeb's cache) and bookworm's apt. The
     reachability probe runs here, not at collection: a deselected test touches nothing."""
-    if not _pypi_reachable():
+    if not pypi_reachable():
         pytest.skip("pypi.org cannot be reached from here")
     resolver = Resolver(pypi.PyPI(), AptArchive(), depth=0)
     (numpy,) = resolver.needs(["numpy<2.1.0,>=1.26.0"], 0)

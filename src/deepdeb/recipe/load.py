@@ -123,32 +123,27 @@ _is_names = _string_list("a list of Debian package names", _is_debian_name)
 _is_globs = _string_list("a list of paths or glob patterns")
 
 
-def _is_requires(v: Any) -> str | None:
-    ok = (
+def _pypi_table(v: Any, value_ok: Callable[[Any], bool]) -> bool:
+    """A table of PyPI names (at most MAX_LIST) whose every value ``value_ok`` accepts."""
+    return (
         isinstance(v, dict)
         and len(v) <= MAX_LIST
         and all(
             isinstance(k, str)
             and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", k) is not None
-            and x in REQUIRE_CHOICES
+            and value_ok(x)
             for k, x in v.items()
         )
     )
+
+
+def _is_requires(v: Any) -> str | None:
+    ok = _pypi_table(v, lambda x: x in REQUIRE_CHOICES)
     return None if ok else f"a table of PyPI name = one of {', '.join(REQUIRE_CHOICES)}"
 
 
 def _is_versions(v: Any) -> str | None:
-    ok = (
-        isinstance(v, dict)
-        and len(v) <= MAX_LIST
-        and all(
-            isinstance(k, str)
-            and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", k) is not None
-            and isinstance(x, str)
-            and _is_pep440(x)
-            for k, x in v.items()
-        )
-    )
+    ok = _pypi_table(v, lambda x: isinstance(x, str) and _is_pep440(x))
     return None if ok else 'a table of PyPI name = "version" (one release, e.g. "0.5.4")'
 
 

@@ -187,7 +187,7 @@ def _plan_flavour(
     bundled: list[Wheel] = []
     bundled_names: list[str] = []
     provides = [f"{base_name(whl, flavor)}-api (= {version})"]
-    rows = []
+    rows: list[RequirementRow] = []
     for d in deps:
         choice = choices.get(d.pypi_name)
         if choice is None and not d.satisfiable:
@@ -203,12 +203,7 @@ def _plan_flavour(
             closure.replacing.append((d.pypi_name, d.package, inner.version, who))
         elif choice == "package":
             closure.queue.append((d, flavor, names[flavor.name]))
-        if d.archive_versions:
-            closure.in_archive.add(d.package)
-        relation = relation_for(d, choice)
-        if relation:
-            relations.append(relation)
-        rows.append(_requirement_row(d, choice, relation))
+        _decided(closure, d, choice, relations, rows)
     others = [n for name, n in names.items() if name != flavor.name]
     spec = PackageSpec(
         package=names[flavor.name],
@@ -221,6 +216,23 @@ def _plan_flavour(
         maintainer=flavor.python.maintainer or MAINTAINER,
     )
     return Planned(whl, fetched, spec, flavor.name, rows)
+
+
+def _decided(
+    closure: _Closure,
+    d: Dependency,
+    choice: str | None,
+    relations: list[str],
+    rows: list[RequirementRow],
+) -> None:
+    """A requirement decided: its relation (if any) and its row in the report; an archive
+    package it names is one the conflict check must look at."""
+    if d.archive_versions:
+        closure.in_archive.add(d.package)
+    relation = relation_for(d, choice)
+    if relation:
+        relations.append(relation)
+    rows.append(_requirement_row(d, choice, relation))
 
 
 def accepts(requirement: str, version: str) -> bool:
@@ -247,7 +259,7 @@ def _plan_packaged(d: Dependency, flavor: Flavor, who: str, closure: _Closure) -
     chain = f"{whl.name} {whl.version} for {who}"
     inner_who = f"needed by {chain}"
     relations: list[str] = []
-    rows = []
+    rows: list[RequirementRow] = []
     for x in deps:
         choice = choices.get(x.pypi_name)
         if choice == "bundle":
@@ -263,12 +275,7 @@ def _plan_packaged(d: Dependency, flavor: Flavor, who: str, closure: _Closure) -
             continue
         if choice == "package":
             closure.queue.append((x, flavor, chain))
-        if x.archive_versions:
-            closure.in_archive.add(x.package)
-        relation = relation_for(x, choice)
-        if relation:
-            relations.append(relation)
-        rows.append(_requirement_row(x, choice, relation))
+        _decided(closure, x, choice, relations, rows)
     spec = PackageSpec(
         package=d.package,
         version=replacement_version(whl.version, d.archive_versions),
