@@ -320,15 +320,14 @@ def undecided(results: list[LevelResult], min_speedup: float) -> list[str]:
     """The levels that gain enough in the median, over the baseline and over the kept
     level below, but not yet in enough paired rounds: the ones more rounds could decide.
     A level that is slower, or gains less than ``min_speedup``, is decided already."""
-    kept = [r for r in results if r.kept]
-    out = []
-    for r in results:
-        if r.kept or not r.measured or r.speedup is None or r.gain_over_lower is None:
-            continue
-        below = max((k for k in kept if rank(k.level) < rank(r.level)), key=lambda k: rank(k.level))
-        if min(r.speedup, r.speedup / (below.speedup or 1.0)) >= min_speedup:
-            out.append(r.level)
-    return out
+    return [
+        r.level
+        for r in results
+        if not r.kept
+        and r.speedup is not None
+        and r.gain_over_lower is not None
+        and min(r.speedup, r.gain_over_lower) >= min_speedup
+    ]
 
 
 # The second look, after more rounds, is held to half the significance level: together

@@ -469,13 +469,13 @@ def _measure(
     times: dict[str, list[float]] = {}
     spent: dict[str, float] = {}
     failed: dict[str, str] = {}
-    undecided_before = copy.deepcopy(results)
+    before = copy.deepcopy(results)  # where a second look decides again from
     if bench is not None and len(runtimes) > 1:
         times = _timed(bench, runtimes, recipe, work, console, spent, failed)
-    _drop_failed(results, failed, notes)
+    _drop_failed(results, failed)
     decide(results, times, isa.min_speedup)
-    more = undecided(results, isa.min_speedup) if bench is not None else []
-    if bench is not None and more and bench.most_rounds > bench.repeat:
+    more = undecided(results, isa.min_speedup)
+    if more and bench is not None and bench.most_rounds > bench.repeat:
         # Every measured level runs the extra rounds, so that rounds stay paired.
         extra = replace(bench, repeat=bench.most_rounds - bench.repeat, warmup=0)
         again = {level: runtimes[level] for level in times}
@@ -486,9 +486,10 @@ def _measure(
             f"{bench.repeat} rounds; {extra.repeat} more rounds run, decided on "
             f"{bench.most_rounds} at p <= {SECOND_LOOK_ALPHA:g}"
         )
-        results = undecided_before
-        _drop_failed(results, failed, notes)
-        decide(results, times, isa.min_speedup, look_alpha(bench.most_rounds, bench.repeat))
+        results = before
+        _drop_failed(results, failed)
+        decide(results, times, isa.min_speedup, SECOND_LOOK_ALPHA)
+    notes += [f"{level}: {error.splitlines()[0]}" for level, error in failed.items()]
     report = BuildReport(
         recipe=recipe.path,
         source_name=package.name,
@@ -527,14 +528,11 @@ def _timed(
         )  # fmt: skip
 
 
-def _drop_failed(results: list[LevelResult], failed: dict[str, str], notes: list[str]) -> None:
-    """Levels whose benchmark failed are dropped, with the error, and named in the notes."""
+def _drop_failed(results: list[LevelResult], failed: dict[str, str]) -> None:
+    """Levels whose benchmark failed are dropped, with the error as their reason."""
     for result in results:
-        if result.level in failed and not result.reason.startswith("dropped: its benchmark"):
+        if result.level in failed:
             result.reason = "dropped: its benchmark failed; " + failed[result.level]
-            note = f"{result.level}: {failed[result.level].splitlines()[0]}"
-            if note not in notes:
-                notes.append(note)
 
 
 def _build_options() -> list[str]:

@@ -74,10 +74,13 @@ def _graph(
 ) -> Outcome:
     from dask.distributed import as_completed
 
-    def submit(func: Any, *args: Any, key: str, workers: list[str] | None) -> Any:
+    def submit(
+        func: Any, *args: Any, key: str, workers: list[str] | None, strict: bool = False
+    ) -> Any:
+        """A task placed on ``workers`` as a preference, or only there when ``strict``."""
         return client.submit(
             func, *args, key=key, pure=False, retries=0, workers=workers,
-            allow_other_workers=workers is not None,
+            allow_other_workers=not strict and workers is not None,
         )  # fmt: skip
 
     stem = job.member.rsplit("/", 1)[-1].removesuffix(".toml")
@@ -113,10 +116,10 @@ def _graph(
     tested: dict[str, Any] = {}
 
     def test(level: str, workers: list[str] | None, strict: bool, again: str = "") -> Any:
-        return client.submit(
+        return submit(
             run_tests_task, job, plan, builds[level], m.digests[level],
-            key=task_key("test" + again, name, level, job.key), pure=False, retries=0,
-            workers=workers, allow_other_workers=not strict and workers is not None,
+            key=task_key("test" + again, name, level, job.key), workers=workers,
+            strict=strict,
         )  # fmt: skip
 
     def run(untested: list[VariantBuild]) -> None:

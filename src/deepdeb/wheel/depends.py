@@ -60,6 +60,12 @@ def debian_version(pep440: str) -> str:
     return out
 
 
+def relation_name(relation: str) -> str:
+    """The package a Depends entry names (``python3-numpy (>= 1:1.24)``: python3-numpy;
+    ``python3:any``: python3)."""
+    return relation.split()[0].split(":")[0]
+
+
 def debian_name(requirement: str) -> str:
     """The Debian package for a PyPI name: ``python3-<name>`` (PEP 503 normalised) unless
     ``data/debian-names.toml`` says otherwise."""

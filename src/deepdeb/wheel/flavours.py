@@ -49,6 +49,7 @@ from deepdeb.wheel.depends import (
     check_archive,
     debian_version,
     dependencies,
+    relation_name,
     with_epoch,
 )
 from deepdeb.wheel.package import MAINTAINER, PackageSpec, relation_for
@@ -389,7 +390,7 @@ def follow_packaged_areas(plans: list[Planned]) -> None:
         outside = sorted(
             f"{name} ({areas[name]})"
             for relation in p.spec.depends
-            if areas.get(name := relation.split()[0].split(":")[0], "main") != "main"
+            if areas.get(name := relation_name(relation), "main") != "main"
         )
         if outside:
             p.area = "contrib"

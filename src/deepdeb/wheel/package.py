@@ -35,7 +35,7 @@ from deepdeb.debian.debpkg import (
     write_control,
     write_md5sums,
 )
-from deepdeb.debian.elf import read_elf
+from deepdeb.debian.elf import ElfInfo, read_elf
 from deepdeb.debian.target import ARCHITECTURE, DIST_PACKAGES, GLIBC, PYTHON, SUITE
 from deepdeb.errors import AssembleError, WheelError
 from deepdeb.sources.wheelfile import Wheel
@@ -92,9 +92,11 @@ class Sibling:
     directory: Path
 
 
-def sibling_needs(elves: list[Path], own: set[str], siblings: dict[str, Sibling]) -> list[Sibling]:
+def sibling_needs(
+    elves: dict[Path, ElfInfo], own: set[str], siblings: dict[str, Sibling]
+) -> list[Sibling]:
     """The siblings that provide what these ELF files need and the package lacks."""
-    needed = {n for path in elves for n in read_elf(path).needed} - own
+    needed = {n for info in elves.values() for n in info.needed} - own
     found = {siblings[n] for n in needed if n in siblings}
     return sorted(found, key=lambda s: (s.package, str(s.directory)))
 
@@ -241,13 +243,13 @@ def _maintainer_scripts(spec: PackageSpec, root: Path, skip: list[str]) -> None:
         (debian / name).chmod(0o755)
 
 
-def bundled_sonames(elves: list[Path]) -> list[str]:
+def bundled_sonames(elves: dict[Path, ElfInfo]) -> list[str]:
     """Shared libraries the package carries itself, by soname and by file name (NEEDED
     may name a file without SONAME)."""
     found: set[str] = set()
-    for path in elves:
-        soname = read_elf(path).soname
-        found.update(n for n in (soname, path.name) if n and n.startswith("lib") and ".so" in n)
+    for path, info in elves.items():
+        names = (info.soname, path.name)
+        found.update(n for n in names if n and n.startswith("lib") and ".so" in n)
     return sorted(found)
 
 
@@ -313,10 +315,10 @@ def build_package(
     scripts = _write_scripts(wheel, root, spec.skip_scripts)
     epoch = wheel_epoch(wheel)
     _write_docs(wheel, spec, root, epoch)
-    elves = list(elf_files(root))
+    elves = {path: read_elf(path) for path in elf_files(root)}  # one readelf per file
     own = bundled_sonames(elves)
     others = sibling_needs(elves, set(own), siblings or {})
-    shlibs = shlibs_depends(root, elves, spec.package, work, [s.directory for s in others])
+    shlibs = shlibs_depends(root, list(elves), spec.package, work, [s.directory for s in others])
     depends = [*python_relations(wheel), *spec.depends]
     for sib in dict.fromkeys((s.package, s.version) for s in others):
         relation = f"{sib[0]} (= {sib[1]})"
@@ -367,11 +369,10 @@ def build_package(
     )
 
 
-def _libraries(elves: list[Path]) -> dict[str, Path]:
+def _libraries(elves: dict[Path, ElfInfo]) -> dict[str, Path]:
     """Each shared library's soname and file name, with its directory."""
     found: dict[str, Path] = {}
-    for path in elves:
-        info = read_elf(path)
+    for path, info in elves.items():
         if info.is_shared_library:
             for name in (info.soname, path.name):
                 if name:

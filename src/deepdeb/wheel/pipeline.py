@@ -24,6 +24,7 @@ from deepdeb.report.schema import (
 )
 from deepdeb.sources.wheels import Fetched
 from deepdeb.util import atomic_write_text
+from deepdeb.wheel.depends import relation_name
 from deepdeb.wheel.flavours import Planned, follow_packaged_areas, mark_local, plan
 from deepdeb.wheel.package import Sibling, WheelPackage, build_package
 from deepdeb.wheel.sanity import run_sanity
@@ -32,13 +33,8 @@ from deepdeb.wheel.sanity import run_sanity
 def _audit(fetched: Fetched, depends: list[str], work: Path) -> Verdict:
     """The wheel's licence verdict, read as ``deepdeb audit`` reads it (METADATA and licence
     files, vendored ones included), with its Debian dependencies for the area."""
-    alternatives = [[_relation_name(d)] for d in depends]
+    alternatives = [[relation_name(d)] for d in depends]
     return audit_wheel(fetched.path, work / "audit" / fetched.sha256[:16], alternatives)
-
-
-def _relation_name(relation: str) -> str:
-    """The package a Depends entry names (``python3-numpy (>= 1:1.24)``: python3-numpy)."""
-    return relation.split()[0].split(":")[0]
 
 
 def _sanity(
@@ -80,7 +76,7 @@ def run_wheel_build(recipe: WheelRecipe, out: Path, console: Console) -> WheelRe
         for p in plans:
             # what the recipe builds itself is judged here, not looked up in the archive
             # (it is not there); follow_packaged_areas then carries its area over
-            archive_depends = [d for d in p.spec.depends if _relation_name(d) not in own]
+            archive_depends = [d for d in p.spec.depends if relation_name(d) not in own]
             verdict = _audit(p.fetched, archive_depends, work)
             p.area, p.redistributable = verdict.area, verdict.redistributable
             p.reasons = verdict.redistributable_reasons + verdict.area_reasons
